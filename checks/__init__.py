@@ -1,0 +1,1 @@
+"""Proofs that a copy is complete and correct, and the nameless-tag repair."""

@@ -1,0 +1,197 @@
+"""The ``regmig`` command: options in, one core call, output rendered, errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+from migrate import __version__, redact, render
+from migrate.errors import BadInput, RegmigError
+from migrate.progress import Progress
+from migrate.report import Report
+from migrate.storage import LocationOptions, Storage, TransferSettings, open_location
+from migrate.storage.s3 import S3Options
+from migrate.sync import SyncOptions, sync
+
+log = logging.getLogger("regmig")
+_SIZE = re.compile(r"(?i)^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$")
+_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: str) -> int:
+    match = _SIZE.match(value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a size (bytes, or with KiB/MiB/GiB)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower() if match.group(2) else None]
+
+
+def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command that opens a location shares (the registry driver's settings)."""
+    options = [
+        click.option("--endpoint-url", help="S3 endpoint (the registry's regionendpoint); AWS_ENDPOINT_URL_S3 works too."),
+        click.option("--region", help="S3 region (the registry's region)."),
+        click.option("--path-style", is_flag=True, help="Path-style S3 addressing (the registry's forcepathstyle)."),
+        click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption (encrypt: true)."),
+        click.option("--sse-kms-key-id", help="KMS key for --sse aws:kms (the registry's keyid)."),
+        click.option("--storage-class", help="S3 storage class (the registry's storageclass)."),
+        click.option("--chunk-size", default="10MiB", show_default=True, help="Multipart chunk size (chunksize)."),
+        click.option("--workers", default=64, show_default=True, type=click.IntRange(1, 1024),
+                     help="Requests in flight."),
+        click.option("--max-requests-per-second", default=0.0, type=click.FloatRange(0),
+                     help="Cap on requests per second, retries included (maxrequestspersecond); 0 = no cap."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of text."),
+        click.option("--log-file", type=click.Path(dir_okay=False), help="Rotating log file, safe across processes."),
+        click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: on a terminal)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def location_options(kw: dict[str, Any]) -> LocationOptions:
+    chunk = parse_size(kw["chunk_size"])
+    if chunk < 5 * 1024 * 1024:
+        raise BadInput("--chunk-size must be at least 5 MiB (the S3 minimum part size)")
+    return LocationOptions(
+        s3=S3Options(
+            endpoint_url=kw["endpoint_url"],
+            region=kw["region"],
+            path_style=kw["path_style"],
+            sse=kw["sse"],
+            sse_kms_key_id=kw["sse_kms_key_id"],
+            storage_class=kw["storage_class"],
+        ),
+        transfer=TransferSettings(
+            chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"]
+        ),
+    )
+
+
+@contextlib.contextmanager
+def logging_to(log_file: str | None) -> Iterator[None]:
+    """Log to a rotating file for the duration of one command (records below WARNING are not even
+    built without a file, which matters at millions of objects)."""
+    logger = logging.getLogger("regmig")
+    if not log_file:
+        logger.setLevel(logging.WARNING)
+        yield
+        return
+    handler = ConcurrentRotatingFileHandler(log_file, maxBytes=50 * 1024 * 1024, backupCount=5)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    handler.addFilter(redact.RedactingFilter())
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
+    """One place that maps regmig errors to a one-line message and an exit code; no tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = command(*args, **kwargs)
+        except RegmigError as exc:
+            log.error("%s", exc)
+            click.echo(f"regmig: error: {redact.redact(str(exc))}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("regmig: interrupted; rerun the same command to continue", err=True)
+            sys.exit(130)
+        sys.exit(code)
+
+    return wrapper
+
+
+def emit(summary: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    if as_json:
+        click.echo(redact.redact(json.dumps(summary, indent=2, sort_keys=True)))
+    else:
+        click.echo(redact.redact(text(summary)))
+
+
+def show_progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="regmig")
+def main() -> None:
+    """Move a container registry's storage to object storage, prove the copy, repair nameless tags."""
+
+
+@main.command("sync")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--delete", is_flag=True, help="Delete destination-only objects under the root, after a clean pass.")
+@click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
+              help="Refuse to delete more than this many objects; -1 lifts the limit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
+@click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
+@storage_options
+@output_options
+@handles_errors
+def sync_command(source: str, destination: str, **kw: Any) -> int:
+    """Copy the registry tree at SOURCE (the registry's rootdirectory) to DESTINATION.
+
+    SOURCE is a directory holding docker/registry/v2; DESTINATION is s3://BUCKET[/ROOTDIRECTORY].
+    Objects are compared by size (blobs, named by digest) or content (links and other files).
+    """
+    options = location_options(kw)
+    report = Report()
+    with logging_to(kw["log_file"]), open_location(source, options) as src, open_location(destination, options) as dst:
+        log.info("sync %s -> %s (%s)", src.url, dst.url, dst.root_description)
+        sync_options = SyncOptions(
+            delete=kw["delete"],
+            max_delete=kw["max_delete"],
+            dry_run=kw["dry_run"],
+            include_uploads=kw["include_uploads"],
+            workers=kw["workers"],
+            small_limit=options.transfer.chunk_size,
+        )
+        if show_progress(kw["progress"]):
+            with Progress(report):
+                sync(src, dst, sync_options, report)
+        else:
+            sync(src, dst, sync_options, report)
+        summary = sync_summary(src, dst, sync_options, report)
+        log.info("sync finished with exit code %d: %s", summary["exit_code"], json.dumps(summary["outcomes"]))
+    emit(summary, kw["as_json"], render.sync_text)
+    return summary["exit_code"]
+
+
+def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Report) -> dict[str, Any]:
+    data = report.to_dict()
+    failed = report.count("failures") or report.count("problems") or report.delete_refusal
+    return {
+        "command": "sync",
+        "source": src.url,
+        "destination": dst.url,
+        "destination_layout": dst.root_description,
+        "dry_run": options.dry_run,
+        "delete": options.delete,
+        "exit_code": 1 if failed else 0,
+        **data,
+    }

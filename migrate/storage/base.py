@@ -1,0 +1,108 @@
+"""The one interface every storage backend implements.
+
+Backends speak registry paths (``docker/registry/v2/...``); each maps them to its own keys
+with the registry driver's rule from :mod:`migrate.tree`, so nothing above this layer
+knows about buckets, containers, prefixes or leading slashes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from migrate import tree
+
+ProblemSink = Callable[[str, str], None]
+"""Called as ``sink(path, message)`` for an entry a walk had to pass over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object or file as listed: enough to decide a sync without reading it."""
+
+    path: str
+    size: int
+    md5: str | None = None
+    """Lowercase hex MD5 of the content when the listing gives one (S3 single-part ETag, GCS, Azure)."""
+    etag: str | None = None
+    """The service's version token, for conditional deletes."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    """Settings shared by every backend that uploads: the registry's chunksize, parallelism, rate."""
+
+    chunk_size: int = 10 * 1024 * 1024
+    workers: int = 64
+    max_requests_per_second: float = 0.0
+    max_attempts: int = 8
+
+
+class Storage(abc.ABC):
+    """A registry root on some storage service."""
+
+    driver: tree.Driver
+    rootdirectory: str
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where this is, for humans: never contains a secret."""
+
+    @property
+    def prefix(self) -> str:
+        """Key prefix of the root, as the registry's driver computes it."""
+        return tree.key_prefix(self.driver, self.rootdirectory)
+
+    def key(self, path: str) -> str:
+        return self.prefix + path
+
+    @property
+    def root_description(self) -> str:
+        """How registry paths map to keys here (printed in every plan and report)."""
+        return f"{self.driver.value} driver, rootdirectory {self.rootdirectory or '(none)'!r}, keys start {self.prefix or '(bucket root)'!r}"
+
+    @abc.abstractmethod
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+        """Yield every entry whose path starts with ``prefix``, in byte order of path.
+
+        Entries that cannot be listed go to ``on_problem``; without a sink they raise.
+        """
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> Entry | None:
+        """The entry at exactly ``path``, or None."""
+
+    @abc.abstractmethod
+    def open(self, path: str) -> AbstractContextManager[BinaryIO]:
+        """Stream an entry's content. Raises ObjectMissing when it is gone."""
+
+    def read(self, path: str) -> bytes:
+        with self.open(path) as stream:
+            return stream.read()
+
+    @abc.abstractmethod
+    def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
+        """Write an entry; large streams go in chunks of the transfer chunk size."""
+
+    @abc.abstractmethod
+    def delete(self, path: str, if_match: str | None = None) -> None:
+        """Delete exactly one key, never a prefix; ``if_match`` makes it conditional where supported."""
+
+    def check_reachable(self) -> None:
+        """Raise BadInput when the location cannot be used at all (missing bucket, bad credentials)."""
+
+    def has_entries(self, prefix: str) -> bool:
+        return next(iter(self.walk(prefix)), None) is not None
+
+    def close(self) -> None:
+        """Release connections and pools."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

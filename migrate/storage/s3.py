@@ -1,0 +1,192 @@
+"""Amazon S3 and S3-compatible services, through boto3 (credentials, signing, retries, multipart)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from s3transfer.manager import TransferManager
+
+from migrate import redact, tree
+from migrate.errors import BadInput, ObjectMissing, RegmigError, StorageError
+from migrate.ratelimit import RateLimiter
+from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+
+CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """The registry s3 driver's settings that matter to a copy."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+class S3Storage(Storage):
+    driver = tree.Driver.S3
+
+    def __init__(self, bucket: str, rootdirectory: str, options: S3Options, transfer: TransferSettings) -> None:
+        if not bucket:
+            raise BadInput("the bucket name is empty: use s3://BUCKET[/ROOTDIRECTORY]")
+        if options.sse not in (None, "AES256", "aws:kms"):
+            raise BadInput(f"--sse must be AES256 or aws:kms, not {options.sse!r}")
+        if options.sse_kms_key_id and options.sse != "aws:kms":
+            raise BadInput("--sse-kms-key-id needs --sse aws:kms")
+        self.bucket = bucket
+        self.rootdirectory = rootdirectory
+        self.options = options
+        self.transfer = transfer
+        self.client = _make_client(options, transfer)
+        self._manager = TransferManager(
+            self.client,
+            TransferConfig(
+                multipart_threshold=transfer.chunk_size,
+                multipart_chunksize=transfer.chunk_size,
+                max_concurrency=min(transfer.workers, 16),
+            ),
+        )
+        # With SSE-KMS the ETag is not the MD5 of the content, so it cannot prove equality.
+        self._etag_is_md5 = options.sse != "aws:kms"
+        self._write_args: dict[str, str] = {"ContentType": CONTENT_TYPE}
+        if options.sse:
+            self._write_args["ServerSideEncryption"] = options.sse
+        if options.sse_kms_key_id:
+            self._write_args["SSEKMSKeyId"] = options.sse_kms_key_id
+        if options.storage_class:
+            self._write_args["StorageClass"] = options.storage_class
+
+    @property
+    def url(self) -> str:
+        root = "/" + self.rootdirectory.strip("/") if self.rootdirectory.strip("/") else ""
+        return f"s3://{self.bucket}{root}"
+
+    def check_reachable(self) -> None:
+        with _errors(f"bucket {self.bucket!r}", missing=BadInput):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+        root = self.prefix
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for obj in page.get("Contents", ()):
+                    yield self._entry(obj["Key"][len(root) :], obj["Size"], obj.get("ETag"))
+
+    def _entry(self, path: str, size: int, etag: str | None) -> Entry:
+        etag = (etag or "").strip('"') or None
+        md5 = etag if self._etag_is_md5 and etag and len(etag) == 32 else None
+        return Entry(path, size, md5, etag)
+
+    def stat(self, path: str) -> Entry | None:
+        try:
+            with _errors(f"s3://{self.bucket}/{self.key(path)}"):
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(path))
+        except ObjectMissing:
+            return None
+        return self._entry(path, head["ContentLength"], head.get("ETag"))
+
+    @contextmanager
+    def open(self, path: str) -> Iterator[BinaryIO]:
+        with _errors(f"s3://{self.bucket}/{self.key(path)}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(path))["Body"]
+        with body:
+            yield body
+
+    def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
+        key = self.key(path)
+        with _errors(f"upload to s3://{self.bucket}/{key}"):
+            if isinstance(data, bytes) or size < self.transfer.chunk_size:
+                # Single part, so the listed ETag is the MD5 that later syncs compare against.
+                body = data if isinstance(data, bytes) else data.read()
+                md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5, **self._write_args)
+            else:
+                self._manager.upload(data, self.bucket, key, extra_args=dict(self._write_args)).result()
+
+    def delete(self, path: str, if_match: str | None = None) -> None:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(path)}
+        if if_match:
+            args["IfMatch"] = f'"{if_match}"'
+        with _errors(f"delete s3://{self.bucket}/{args['Key']}"):
+            self.client.delete_object(**args)
+
+    def close(self) -> None:
+        self._manager.shutdown()
+        self.client.close()
+
+
+def _make_client(options: S3Options, transfer: TransferSettings) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=options.access_key,
+        aws_secret_access_key=options.secret_key,
+        region_name=options.region,
+    )
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        for secret in (frozen.access_key, frozen.secret_key, frozen.token):
+            redact.add_secret(secret)
+    config = Config(
+        max_pool_connections=transfer.workers + 16,
+        retries={"mode": "standard", "max_attempts": transfer.max_attempts},
+        s3={"addressing_style": "path" if options.path_style else "auto"},
+        # Default CRC trailers break many S3-compatible servers; MD5 (Content-MD5) is what we check.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    try:
+        client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    except ValueError as exc:
+        raise BadInput(f"invalid S3 endpoint {options.endpoint_url!r}: {exc}") from exc
+    if transfer.max_requests_per_second > 0:
+        limiter = RateLimiter(transfer.max_requests_per_second)
+        client.meta.events.register("before-send.s3", lambda **_: limiter.acquire())
+    return client
+
+
+_ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden"}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+@contextmanager
+def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[None]:
+    """Turn SDK exceptions into one-line regmig errors, with secrets redacted."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code == "NoSuchBucket":
+            raise BadInput(f"{what}: the bucket does not exist") from None
+        if code in _ACCESS_CODES:
+            raise BadInput(f"{what}: access denied ({code}); check the credentials and the bucket policy") from None
+        if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+            hint = f"; use --region {region}" if region else "; set --region to the bucket's region"
+            raise BadInput(f"{what}: the bucket is in another region{hint}") from None
+        if code in _MISSING_KEY_CODES:
+            raise missing(f"{what}: does not exist") from None
+        raise StorageError(redact.redact(f"{what}: {code or 'error'}: {error.get('Message', exc)}")) from None
+    except botocore.exceptions.NoCredentialsError:
+        raise BadInput("no AWS credentials found (environment, shared config, or instance role)") from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        raise BadInput(redact.redact(f"{what}: cannot connect to the endpoint: {exc}")) from None
+    except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        raise StorageError(redact.redact(f"{what}: {exc}")) from None

@@ -1,0 +1,102 @@
+"""``regmig sync``: walk both sides once, copy what differs, then delete extras only after a clean pass."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from migrate import tree
+from migrate.errors import BadInput
+from migrate.listing import read_ahead, registry_entries
+from migrate.march import march
+from migrate.plan import Action, decide
+from migrate.report import Report
+from migrate.storage.base import Storage
+from migrate.transfer import Copier, WorkerPool
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    delete: bool = False
+    max_delete: int = 1000
+    """More deletions than this are refused; -1 lifts the limit."""
+    dry_run: bool = False
+    include_uploads: bool = False
+    workers: int = 64
+    small_limit: int = 10 * 1024 * 1024
+    """Files below this are read whole and sent in one request; larger ones stream in chunks."""
+
+
+def preflight(source: Storage, destination: Storage, *, require_registry: bool = True) -> None:
+    """Refuse input that cannot be right before anything is read or written."""
+    source.check_reachable()
+    if source.url == destination.url and source.prefix == destination.prefix:
+        raise BadInput("source and destination are the same location")
+    if require_registry and not source.has_entries(tree.V2):
+        hint = tree.suggest_root(source.rootdirectory)
+        suggestion = f"; did you mean {hint}?" if hint else ""
+        raise BadInput(f"{source.url} is not a registry root: expected {tree.V2} under it{suggestion}")
+    destination.check_reachable()
+
+
+def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
+    """Make the destination match the source. Results and failures go to ``report``."""
+    preflight(source, destination)
+    copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
+    source_entries = read_ahead(
+        registry_entries(source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True)
+    )
+    destination_entries = read_ahead(
+        registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False)
+    )
+    source_count = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
+        with WorkerPool(options.workers) as pool:
+            for path, src, dst in march(source_entries, destination_entries):
+                report.examined_one()
+                source_count += src is not None
+                action, reason = decide(path, src, dst)
+                if action is Action.UPLOAD:
+                    assert src is not None
+                    report.planned(src.size)
+                    pool.submit(copier.upload, path, src, reason.value)
+                elif action is Action.CHECK:
+                    assert src is not None and dst is not None
+                    pool.submit(copier.check, path, src, dst)
+                elif action is Action.SKIP:
+                    report.record("skipped", reason.value, path, src.size if src else 0)
+                elif action is Action.KEEP:
+                    report.record("kept", reason.value, path, dst.size if dst else 0, list_as="kept")
+                elif action is Action.DELETE:
+                    assert dst is not None
+                    delete_spool.write(json.dumps([path, dst.size]) + "\n")
+                    report.record("delete candidate", reason.value, path, dst.size)
+            report.listing_finished = True
+        if options.delete:
+            _delete_extras(delete_spool, source_count, options, copier, report)
+
+
+def _delete_extras(spool: Any, source_count: int, options: SyncOptions, copier: Copier, report: Report) -> None:
+    """Deletes run only after the whole pass, and only when that pass was clean (rclone's rule)."""
+    candidates = report.tally("delete candidate").count
+    if candidates == 0:
+        return
+    refusal = None
+    if source_count == 0:
+        refusal = "the source walk found nothing to copy"
+    elif report.count("problems"):
+        refusal = f"the source walk passed over {report.count('problems')} entries"
+    elif report.count("failures"):
+        refusal = f"{report.count('failures')} objects failed to copy"
+    elif 0 <= options.max_delete < candidates:
+        refusal = f"{candidates} objects would go, more than --max-delete {options.max_delete}"
+    if refusal:
+        report.refuse_delete(f"not deleting {candidates} destination-only objects: {refusal}")
+        return
+    spool.seek(0)
+    with WorkerPool(options.workers) as pool:
+        for line in spool:
+            path, size = json.loads(line)
+            pool.submit(copier.delete, path, size)

@@ -1,0 +1,108 @@
+"""Executes planned actions on a bounded pool of workers; results go to the report, never to the screen."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from migrate.errors import ObjectMissing, RegmigError
+from migrate.report import Report
+from migrate.storage.base import Entry, Storage
+
+
+class WorkerPool:
+    """A thread pool whose ``submit`` blocks when the queue is full (back-pressure keeps memory flat)."""
+
+    def __init__(self, workers: int, queue_factor: int = 4) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regmig-worker")
+        self._slots = threading.BoundedSemaphore(workers * queue_factor)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._slots.acquire()
+        future: Future[Any] = self._executor.submit(fn, *args)
+        future.add_done_callback(lambda _: self._slots.release())
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=exc_type is not None)
+
+
+class Copier:
+    """The per-object jobs of a sync. Each catches its own errors and records one outcome."""
+
+    def __init__(self, source: Storage, destination: Storage, report: Report, *, dry_run: bool, small_limit: int) -> None:
+        self.source = source
+        self.destination = destination
+        self.report = report
+        self.dry_run = dry_run
+        self.small_limit = small_limit
+        self._copied = "would upload" if dry_run else "uploaded"
+
+    def upload(self, path: str, src: Entry, reason: str) -> None:
+        with self._guard(path):
+            if self.dry_run:
+                self.report.record(self._copied, reason, path, src.size)
+                return
+            if src.size < self.small_limit:
+                data = self.source.read(path)
+                self.destination.put(path, data, len(data))
+                size = len(data)
+            else:
+                with self.source.open(path) as stream:
+                    self.destination.put(path, stream, src.size)
+                size = src.size
+            self.report.record(self._copied, reason, path, size)
+
+    def check(self, path: str, src: Entry, dst: Entry) -> None:
+        """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
+        with self._guard(path):
+            data = self.source.read(path)
+            if dst.md5 is not None:
+                same = hashlib.md5(data).hexdigest() == dst.md5
+            else:
+                same = self.destination.read(path) == data
+            if same:
+                self.report.record("skipped", "same", path, len(data))
+                return
+            if not self.dry_run:
+                self.destination.put(path, data, len(data))
+            self.report.record(self._copied, "content differs", path, len(data), list_as="changed")
+
+    def delete(self, path: str, size: int) -> None:
+        with self._guard(path):
+            if not self.dry_run:
+                self.destination.delete(path)
+            outcome = "would delete" if self.dry_run else "deleted"
+            self.report.record(outcome, "only in destination", path, size, list_as=outcome)
+
+    def _guard(self, path: str) -> _JobGuard:
+        return _JobGuard(self.report, path)
+
+
+class _JobGuard:
+    """Turns a job's exception into a recorded outcome, so one bad object never stops the run."""
+
+    def __init__(self, report: Report, path: str) -> None:
+        self.report = report
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _: object) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, ObjectMissing):
+            self.report.add_to_list("vanished", self.path, "changed on the source during the copy")
+        elif isinstance(exc, RegmigError):
+            self.report.failure(self.path, str(exc))
+        elif isinstance(exc, Exception):
+            self.report.failure(self.path, f"{type(exc).__name__}: {exc}")
+        else:
+            return False
+        return True

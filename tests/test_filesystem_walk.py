@@ -1,0 +1,59 @@
+"""The filesystem walk emits paths in the byte order an object store lists keys in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from migrate.errors import StorageError
+from migrate.storage.filesystem import FilesystemStorage
+
+
+def touch(root: Path, rel: str, data: bytes = b"x") -> None:
+    target = root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def test_walk_is_in_byte_order_with_dash_before_slash(tmp_path: Path) -> None:
+    names = ["a/x", "a-b", "a0", "a/y/z", "B", "ä/1", "a.b/c", "_z"]
+    for name in names:
+        touch(tmp_path, name)
+    walked = [e.path for e in FilesystemStorage(str(tmp_path)).walk()]
+    assert walked == sorted(names, key=lambda n: n.encode())
+
+
+def test_walk_with_prefix(tmp_path: Path) -> None:
+    for name in ["d/a/1", "d/ab/2", "d/b/3", "e/4"]:
+        touch(tmp_path, name)
+    storage = FilesystemStorage(str(tmp_path))
+    assert [e.path for e in storage.walk("d/a")] == ["d/a/1", "d/ab/2"]
+    assert [e.path for e in storage.walk("d/a/")] == ["d/a/1"]
+    assert [e.path for e in storage.walk("zzz/")] == []
+
+
+def test_symlinks_are_reported_not_followed(tmp_path: Path) -> None:
+    touch(tmp_path, "root/a", b"1")
+    touch(tmp_path, "outside/secret", b"2")
+    os.symlink(tmp_path / "outside", tmp_path / "root" / "dirlink")
+    os.symlink(tmp_path / "outside" / "secret", tmp_path / "root" / "filelink")
+    problems: list[tuple[str, str]] = []
+    walked = [e.path for e in FilesystemStorage(str(tmp_path / "root")).walk(on_problem=lambda p, m: problems.append((p, m)))]
+    assert walked == ["a"]
+    assert sorted(p for p, _ in problems) == ["dirlink", "filelink"]
+    with pytest.raises(StorageError, match="symbolic link"):
+        list(FilesystemStorage(str(tmp_path / "root")).walk())
+
+
+def test_put_and_delete_prune_empty_directories(tmp_path: Path) -> None:
+    storage = FilesystemStorage(str(tmp_path))
+    storage.put("x/tags/t/current/link", b"sha256:1", 8)
+    storage.put("x/other", b"1", 1)
+    assert storage.read("x/tags/t/current/link") == b"sha256:1"
+    storage.delete("x/tags/t/current/link")
+    assert not (tmp_path / "x" / "tags").exists()
+    assert (tmp_path / "x" / "other").exists()
+    with pytest.raises(StorageError):
+        storage.put("../escape", b"1", 1)
