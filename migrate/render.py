@@ -43,7 +43,7 @@ def sync_text(summary: dict[str, Any]) -> str:
     ]
     if summary["delete_refused"]:
         lines.append(f"DELETES REFUSED: {summary['delete_refused']}")
-    elif not summary["delete"] and "delete candidate" in summary["outcomes"]:
+    elif not summary["delete"] and "not deleted" in summary["outcomes"]:
         lines.append("  destination-only objects were kept: run with --delete (after --dry-run) to remove them")
     lines += path_lists(summary["lists"], ["failures", "problems", "vanished", "changed", "kept", "deleted", "would delete"])
     lines += summary["notes"]

@@ -102,9 +102,11 @@ class Report:
             self.notes.append(redact.redact(message))
         log.info("%s", message)
 
-    def refuse_delete(self, message: str) -> None:
+    def refuse_delete(self, message: str, extras: Tally) -> None:
         """Record that the delete guards stopped the deletions; the run then exits 1."""
-        self.delete_refusal = message
+        with self._lock:
+            self.delete_refusal = message
+            self.outcomes["not deleted"]["refused"] = Tally(extras.count, extras.bytes)
         log.warning("%s", message)
 
     def count(self, name: str) -> int:

@@ -12,7 +12,7 @@ from migrate.errors import BadInput
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
 from migrate.plan import Action, decide
-from migrate.report import Report
+from migrate.report import Report, Tally
 from migrate.storage.base import Storage
 from migrate.transfer import Copier, WorkerPool
 
@@ -52,6 +52,7 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False)
     )
     source_count = 0
+    extras = Tally()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
         with WorkerPool(options.workers) as pool:
             for path, src, dst in march(source_entries, destination_entries):
@@ -71,18 +72,21 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                     report.record("kept", reason.value, path, dst.size if dst else 0, list_as="kept")
                 elif action is Action.DELETE:
                     assert dst is not None
-                    delete_spool.write(json.dumps([path, dst.size]) + "\n")
-                    report.record("delete candidate", reason.value, path, dst.size)
+                    extras.count += 1
+                    extras.bytes += dst.size
+                    if options.delete:
+                        delete_spool.write(json.dumps([path, dst.size]) + "\n")
+                    else:
+                        report.record("not deleted", "no --delete", path, dst.size)
             report.listing_finished = True
-        if options.delete:
-            _delete_extras(delete_spool, source_count, options, copier, report)
+        if options.delete and extras.count:
+            _delete_extras(delete_spool, extras, source_count, options, copier, report)
 
 
-def _delete_extras(spool: Any, source_count: int, options: SyncOptions, copier: Copier, report: Report) -> None:
+def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOptions, copier: Copier,
+                   report: Report) -> None:
     """Deletes run only after the whole pass, and only when that pass was clean (rclone's rule)."""
-    candidates = report.tally("delete candidate").count
-    if candidates == 0:
-        return
+    candidates = extras.count
     refusal = None
     if source_count == 0:
         refusal = "the source walk found nothing to copy"
@@ -93,7 +97,7 @@ def _delete_extras(spool: Any, source_count: int, options: SyncOptions, copier: 
     elif 0 <= options.max_delete < candidates:
         refusal = f"{candidates} objects would go, more than --max-delete {options.max_delete}"
     if refusal:
-        report.refuse_delete(f"not deleting {candidates} destination-only objects: {refusal}")
+        report.refuse_delete(f"not deleting {candidates} destination-only objects: {refusal}", extras)
         return
     spool.seek(0)
     with WorkerPool(options.workers) as pool:

@@ -83,7 +83,7 @@ def test_delete_removes_destination_only_objects_after_dry_run(registry, s3, buc
     shutil.rmtree(tag_dir)
 
     without = sync(registry, url, s3_endpoint).json()
-    assert without["outcomes"]["delete candidate"]["count"] == 2
+    assert without["outcomes"]["not deleted"]["count"] == 2
     assert "deleted" not in without["outcomes"]
 
     dry = sync(registry, url, s3_endpoint, "--delete", "--dry-run").json()

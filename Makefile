@@ -1,0 +1,32 @@
+# regmig: `make demo` shows it working end to end; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install test-deps test demo bench docs clean
+
+# The virtualenv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Real servers and tools the integration tests start: Debian's registry and skopeo.
+test-deps: install
+	bash tests/install-tools.sh
+
+test: test-deps
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python -m migrate.demo
+
+bench: install
+	bash bench/install-peers.sh
+	$(BIN)/python bench/sync_bench.py
+
+clean:
+	rm -rf $(VENV) demo-work bench/results .pytest_cache

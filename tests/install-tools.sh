@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real servers and tools the integration tests use, when missing.
+# CI runs as root on Debian; a developer without root gets the exact command to run.
+set -euo pipefail
+
+missing=()
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+        echo "tests need: ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+echo "installing ${missing[*]} (needed by the end-to-end tests)"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
