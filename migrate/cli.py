@@ -14,6 +14,10 @@ from typing import Any
 import click
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
+from checks import markers
+from checks.semantics import DeepOptions
+from checks.verify import VerifyOptions, verify
+from checks.verify import verdict as verify_exit_code
 from migrate import __version__, redact, render
 from migrate.errors import BadInput, RegmigError
 from migrate.progress import Progress
@@ -195,3 +199,67 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
         "exit_code": 1 if failed else 0,
         **data,
     }
+
+
+@main.command("verify")
+@click.argument("locations", nargs=-1, required=True, metavar="[SOURCE] DESTINATION")
+@click.option("--deep", is_flag=True, help="Also check registry semantics: links, tags, manifests, blob digests.")
+@click.option("--hash-limit", default="64MiB", show_default=True, help="With --deep, hash blobs up to this size.")
+@click.option("--hash-all", is_flag=True, help="With --deep, hash every blob whatever its size.")
+@click.option("--include-uploads", is_flag=True, help="Also compare _uploads (excluded by default, as in sync).")
+@storage_options
+@output_options
+@handles_errors
+def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """Prove DESTINATION holds SOURCE exactly, and (--deep) that a registry can serve it.
+
+    Prints the documented object-count check (excluding _uploads), then every object missing,
+    extra, of another size or other content, and zero-byte markers. With one location, checks
+    that location alone. Exit 0 only when consistent, 1 when anything was found.
+    """
+    if len(locations) > 2:
+        raise BadInput("verify takes [SOURCE] DESTINATION")
+    options = location_options(kw)
+    deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
+                       workers=options.transfer.workers) if kw["deep"] else None
+    report = Report()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(logging_to(kw["log_file"]))
+        stores = [stack.enter_context(open_location(location, options)) for location in locations]
+        src, dst = (stores[0], stores[1]) if len(stores) == 2 else (None, stores[0])
+        if show_progress(kw["progress"]):
+            stack.enter_context(Progress(report))
+        result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=options.transfer.workers,
+                                                deep=deep), report)
+    summary = {
+        "command": "verify", "source": src.url if src else None, "destination": dst.url,
+        "destination_layout": dst.root_description,
+        "deep": None if not deep else ("every blob hashed" if deep.hash_limit is None
+                                       else f"blobs up to {kw['hash_limit']} hashed"),
+        **result, **report.to_dict(),
+    }
+    summary["exit_code"] = verify_exit_code(summary)
+    emit(summary, kw["as_json"], render.verify_text)
+    return summary["exit_code"]
+
+
+@main.command("nameless-tags")
+@click.argument("target")
+@click.option("--fix", is_flag=True, help="Delete each zero-byte marker: one exact key at a time, never a prefix.")
+@storage_options
+@output_options
+@handles_errors
+def nameless_tags_command(target: str, **kw: Any) -> int:
+    """Find the zero-byte keys ending in '/' that show up as tags with no name, and remove them.
+
+    Without --fix only reports (exit 1 when any were found). With --fix, re-checks each key is
+    still a zero-byte object right before deleting exactly that key (conditionally where the
+    service supports it); objects with content are never touched. Exit 0 when clean afterwards.
+    """
+    options = location_options(kw)
+    with logging_to(kw["log_file"]), open_location(target, options) as storage:
+        summary = markers.scan(storage, fix=kw["fix"])
+    for item in summary["markers"]:
+        log.info("marker %s: %s (%s)", item["action"], item["path"], item["kind"])
+    emit(summary, kw["as_json"], render.markers_text)
+    return int(summary["exit_code"])

@@ -23,6 +23,10 @@ class ObjectMissing(StorageError):
     """The object vanished between listing and reading (the registry is online and changing)."""
 
 
+class ConditionFailed(StorageError):
+    """A conditional write or delete found the object changed since it was checked; nothing was done."""
+
+
 class ListingOutOfOrder(RegmigError):
     """A listing was not in byte order; merging it would give wrong answers, so regmig stops."""
 

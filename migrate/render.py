@@ -49,3 +49,63 @@ def sync_text(summary: dict[str, Any]) -> str:
     lines += summary["notes"]
     lines.append(f"done in {summary['elapsed_seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def verify_text(summary: dict[str, Any]) -> str:
+    counts = summary["counts"]
+    lists = summary["lists"]
+    differences = sum(lists.get(name, {}).get("count", 0)
+                      for name in ("missing in destination", "extra in destination", "size differs", "content differs"))
+    defects = sum(len(group["findings"]) for group in summary["findings"])
+    if summary["exit_code"] == 0:
+        verdict = "verify OK: " + ("destination matches the source" if summary["source"] else "no defects found")
+    else:
+        verdict = (f"verify FAILED: {differences:,} differences, {counts['markers']:,} markers, "
+                   f"{defects:,} registry defects, {lists.get('failures', {}).get('count', 0):,} errors")
+    lines = [verdict, f"  {summary['source'] or '(no source)'} -> {summary['destination']}",
+             f"  destination layout: {summary['destination_layout']}"]
+    if summary["source"]:
+        match = "match" if counts["source_files"] == counts["destination_objects"] else "MISMATCH"
+        lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, "
+                     f"destination {counts['destination_objects']:,} objects: {match}")
+    else:
+        lines.append(f"  objects (excluding _uploads): {counts['destination_objects']:,}")
+    apart = f"  counted apart: {counts['markers']:,} zero-byte markers"
+    lines.append(apart + (f", {counts['outside_registry']:,} objects outside the registry tree"
+                          if counts["outside_registry"] else ""))
+    lines += path_lists(lists, ["missing in destination", "extra in destination", "size differs", "content differs",
+                                "markers", "failures", "problems", "vanished"])
+    if summary["deep"]:
+        lines.append(f"registry semantics ({summary['deep']}): "
+                     + ("consistent" if not summary["findings"] else f"{defects:,} defects"))
+        for group in summary["findings"]:
+            tags = f" (tags affected: {', '.join(group['tags'])})" if group["tags"] else ""
+            lines.append(f"  {group['repository']}{tags}:")
+            for finding in group["findings"][:SHOWN]:
+                lines.append(f"    - {finding['problem']}")
+            if len(group["findings"]) > SHOWN:
+                lines.append(f"    ... {len(group['findings']) - SHOWN:,} more (see --json)")
+    if counts["markers"]:
+        lines.append("  markers show up as nameless tags: remove them with `regmig nameless-tags TARGET --fix`")
+    lines.append(f"done in {summary['elapsed_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def markers_text(summary: dict[str, Any]) -> str:
+    found = summary["found"]
+    if summary["fix"]:
+        head = (f"nameless-tags: removed {summary['removed']:,} of {found:,} markers; "
+                + ("target is clean" if summary["remaining"] == 0 else f"{summary['remaining']:,} REMAIN"))
+    else:
+        head = ("nameless-tags: clean, no zero-byte markers" if not found
+                else f"nameless-tags: {found:,} zero-byte markers found (run with --fix to remove them)")
+    lines = [head, f"  {summary['target']} ({summary['layout']})"]
+    for kind, count in sorted(summary["kinds"].items()):
+        lines.append(f"  {count:>8,}  {kind}")
+    for item in summary["markers"][:SHOWN]:
+        repo = f"  [{item['repository']}]" if item.get("repository") else ""
+        lines.append(f"  {item['action']:<8} {item['path']}{repo}")
+    if len(summary["markers"]) > SHOWN:
+        lines.append(f"  ... {len(summary['markers']) - SHOWN:,} more (see --json)")
+    lines += path_lists(summary.get("lists", {}), ["failures"])
+    return "\n".join(lines)

@@ -124,13 +124,18 @@ def demo_registry(root: str, seed: int = 7) -> SampleRegistry:
 
 
 def bulk_registry(root: str, links: int, blobs: int, blob_size: int, seed: int = 1, repositories: int = 50) -> int:
-    """A registry-shaped tree for benchmarks: ``links`` 71-byte links spread over repositories plus
-    ``blobs`` blobs of ``blob_size`` bytes. Returns the number of files written."""
+    """A registry-shaped tree for benchmarks: ``links`` 71-byte links (one in ten a tag, the rest
+    layer links) spread over repositories, plus ``blobs`` blobs of ``blob_size`` bytes.
+    Returns the number of files written."""
     rng = random.Random(seed)
     registry = SampleRegistry(root)
-    for i in range(blobs):
+    for _ in range(blobs):
         registry.blob(random_bytes(rng, blob_size))
     for i in range(links):
         digest = "sha256:" + rng.randbytes(32).hex()
-        registry.link(f"bench/repo-{i % repositories:03d}", "_layers", digest)
+        repository = f"bench/repo-{i % repositories:03d}"
+        if i % 10 == 0:
+            registry.write(f"{tree.REPOSITORIES}{repository}/_manifests/tags/t{i}/current/link", digest.encode())
+        else:
+            registry.link(repository, "_layers", digest)
     return links + blobs

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from migrate.compare import content_matches
 from migrate.errors import ObjectMissing, RegmigError
 from migrate.report import Report
 from migrate.storage.base import Entry, Storage
@@ -61,11 +61,7 @@ class Copier:
     def check(self, path: str, src: Entry, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
         with self._guard(path):
-            data = self.source.read(path)
-            if dst.md5 is not None:
-                same = hashlib.md5(data).hexdigest() == dst.md5
-            else:
-                same = self.destination.read(path) == data
+            same, data = content_matches(self.source, self.destination, path, dst)
             if same:
                 self.report.record("skipped", "same", path, len(data))
                 return
@@ -80,11 +76,11 @@ class Copier:
             outcome = "would delete" if self.dry_run else "deleted"
             self.report.record(outcome, "only in destination", path, size, list_as=outcome)
 
-    def _guard(self, path: str) -> _JobGuard:
-        return _JobGuard(self.report, path)
+    def _guard(self, path: str) -> JobGuard:
+        return JobGuard(self.report, path)
 
 
-class _JobGuard:
+class JobGuard:
     """Turns a job's exception into a recorded outcome, so one bad object never stops the run."""
 
     def __init__(self, report: Report, path: str) -> None:

@@ -16,7 +16,7 @@ from botocore.config import Config
 from s3transfer.manager import TransferManager
 
 from migrate import redact, tree
-from migrate.errors import BadInput, ObjectMissing, RegmigError, StorageError
+from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 
@@ -181,6 +181,8 @@ def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[N
             region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
             hint = f"; use --region {region}" if region else "; set --region to the bucket's region"
             raise BadInput(f"{what}: the bucket is in another region{hint}") from None
+        if code in ("PreconditionFailed", "412"):
+            raise ConditionFailed(f"{what}: changed since it was checked") from None
         if code in _MISSING_KEY_CODES:
             raise missing(f"{what}: does not exist") from None
         raise StorageError(redact.redact(f"{what}: {code or 'error'}: {error.get('Message', exc)}")) from None

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The peer tools the benchmark compares against: AWS CLI v2 and rclone, from Debian.
+set -euo pipefail
+missing=()
+[ -x /usr/bin/aws ] || missing+=(awscli)
+command -v rclone >/dev/null || missing+=(rclone)
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,194 @@
+"""Benchmark: regmig sync against aws s3 sync and rclone sync, same tree, same local S3 server.
+
+Not a test: it prints a table and writes bench/results/latest.json. Client cost is the figure
+that matters here (moto's server saturates one core at a few hundred PUT/s whatever the client),
+so each tool runs as a child process and its user+sys CPU and peak RSS come from wait4().
+
+    python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from migrate.cli import parse_size  # noqa: E402
+from migrate.sample import bulk_registry  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+KEYS = {"AWS_ACCESS_KEY_ID": "bench-access-key", "AWS_SECRET_ACCESS_KEY": "bench-secret-key",
+        "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class Row:
+    tool: str
+    phase: str
+    objects: int
+    wall_s: float
+    client_cpu_s: float
+    cpu_ms_per_object: float
+    server_cpu_s: float
+    peak_rss_mb: float
+    objects_per_s: float
+    exit_code: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_env(endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+    env.update(KEYS)
+    env.update({
+        # rclone remote "bench" defined through its environment convention.
+        "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+        "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": KEYS["AWS_ACCESS_KEY_ID"],
+        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": KEYS["AWS_SECRET_ACCESS_KEY"],
+        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    })
+    return env
+
+
+def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool) -> list[str]:
+    if tool == "regmig":
+        regmig = shutil.which("regmig", path=str(Path(sys.executable).parent)) or "regmig"
+        return [regmig, "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint, "--no-progress",
+                *(["--delete", "--max-delete", "-1"] if delete else [])]
+    if tool == "aws":
+        return ["/usr/bin/aws", "s3", "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint,
+                "--only-show-errors", "--no-progress", *(["--delete"] if delete else [])]
+    if tool == "rclone":
+        return ["rclone", "sync", str(tree), f"bench:{bucket}", "--stats", "0"]
+    raise ValueError(tool)
+
+
+def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_pid: int, objects: int) -> Row:
+    server_before = process_cpu(server_pid)
+    start = time.monotonic()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.monotonic() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(f"  {tool} {phase} exited {code}: {child.stderr.read().decode()[-500:] if child.stderr else ''}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Row(tool, phase, objects, round(wall, 2), round(cpu, 2), round(1000 * cpu / max(objects, 1), 3),
+               round(process_cpu(server_pid) - server_before, 2), round(usage.ru_maxrss / 1024, 1),
+               round(objects / wall, 1), code)
+
+
+def mutate(tree: Path, seed: int = 2) -> int:
+    """The delta pass: 1% of tag/layer links change content, 0.5% of files go, 1% new links appear."""
+    rng = random.Random(seed)
+    links = sorted(tree.rglob("link"))
+    for path in rng.sample(links, max(1, len(links) // 100)):
+        path.write_bytes(b"sha256:" + rng.randbytes(32).hex().encode())
+    for path in rng.sample(links, max(1, len(links) // 200)):
+        path.unlink()
+    added = max(1, len(links) // 100)
+    for i in range(added):
+        new = tree / f"docker/registry/v2/repositories/bench/new-{i % 10}/_layers/sha256/{rng.randbytes(32).hex()}/link"
+        new.parent.mkdir(parents=True, exist_ok=True)
+        new.write_bytes(b"sha256:" + rng.randbytes(32).hex().encode())
+    return len(links) + added
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'tool':<8} {'phase':<8} {'objects':>8} {'wall s':>8} {'cpu s':>8} {'cpu ms/obj':>10} " \
+           f"{'server s':>9} {'rss MB':>7} {'obj/s':>7} exit"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.tool:<8} {r.phase:<8} {r.objects:>8} {r.wall_s:>8} {r.client_cpu_s:>8} "
+                     f"{r.cpu_ms_per_object:>10} {r.server_cpu_s:>9} {r.peak_rss_mb:>7} {r.objects_per_s:>7} {r.exit_code}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--links", type=int, default=20000)
+    parser.add_argument("--blobs", type=int, default=20)
+    parser.add_argument("--blob-size", default="5MiB")
+    parser.add_argument("--tools", default="regmig,aws,rclone")
+    parser.add_argument("--no-delta", action="store_true", help="skip the delta (read-only window) pass")
+    args = parser.parse_args()
+
+    tools = [t for t in args.tools.split(",") if t]
+    for tool in tools:
+        binary = {"aws": "/usr/bin/aws", "rclone": "rclone"}.get(tool)
+        if binary and not shutil.which(binary):
+            sys.exit(f"bench: {binary} missing; run bench/install-peers.sh")
+    work = HERE / "results" / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    source = work / "source"
+    objects = bulk_registry(str(source), args.links, args.blobs, parse_size(args.blob_size))
+    print(f"tree: {objects} objects ({args.links} links of 71 bytes, {args.blobs} x {args.blob_size} blobs)")
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+        env = child_env(endpoint)
+        rows: list[Row] = []
+        trees = {}
+        for tool in tools:
+            bucket = f"bench-{tool}"
+            s3.create_bucket(Bucket=bucket)
+            trees[tool] = work / f"tree-{tool}"
+            shutil.copytree(source, trees[tool], copy_function=shutil.copy2)
+            rows.append(measure(tool, "initial", commands(tool, trees[tool], bucket, endpoint, False), env,
+                                server.pid, objects))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if not args.no_delta:
+            for tool in tools:
+                changed = mutate(trees[tool])
+                rows.append(measure(tool, "delta", commands(tool, trees[tool], f"bench-{tool}", endpoint, True), env,
+                                    server.pid, changed))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+    print()
+    print(table(rows))
+    summary = {"command": " ".join(sys.argv), "objects": objects, "rows": [asdict(r) for r in rows]}
+    out = HERE / "results" / "latest.json"
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"\nwritten: {out}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""``regmig verify``: the documented object-count check done right, a per-object comparison from
+the same merge as sync, markers, and (``--deep``) the registry's own semantics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.markers import Marker, MarkerFinder
+from checks.semantics import DeepOptions, SemanticCheck
+from migrate import tree
+from migrate.compare import content_matches
+from migrate.listing import read_ahead, registry_entries
+from migrate.march import march
+from migrate.plan import Action, Reason, decide
+from migrate.report import Report
+from migrate.storage.base import Entry, Storage
+from migrate.sync import preflight
+from migrate.transfer import JobGuard, WorkerPool
+
+DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    include_uploads: bool = False
+    workers: int = 64
+    deep: DeepOptions | None = None
+
+
+@dataclass
+class Counts:
+    """The documented check: regular files vs objects, both without ``_uploads``."""
+
+    source_files: int = 0
+    destination_objects: int = 0
+    markers: int = 0
+    outside_registry: int = 0
+    marker_kinds: dict[str, int] = field(default_factory=dict)
+
+    def add_marker(self, marker: Marker) -> None:
+        self.markers += 1
+        self.marker_kinds[marker.kind.value] = self.marker_kinds.get(marker.kind.value, 0) + 1
+
+
+def verify(source: Storage | None, destination: Storage, options: VerifyOptions, report: Report) -> dict[str, Any]:
+    """Compare ``destination`` with ``source`` (or, without a source, check the destination alone)."""
+    if source is not None:
+        preflight(source, destination)
+    else:
+        destination.check_reachable()
+    counts = Counts()
+    finder = MarkerFinder()
+    semantics = SemanticCheck(destination, options.deep) if options.deep else None
+
+    def markers_and_semantics(entry: Entry) -> bool:
+        """Feed one destination entry to the marker finder and the deep check; True for a marker."""
+        for marker in finder.see(entry):
+            _record_marker(marker, counts, report)
+        if semantics and not tree.is_marker(entry.path, entry.size):
+            semantics.see(entry)
+        return tree.is_marker(entry.path, entry.size)
+
+    destination_entries = read_ahead(
+        registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False))
+    if source is None:
+        for entry in destination_entries:
+            report.examined_one()
+            if not markers_and_semantics(entry):
+                _count_destination(entry.path, counts)
+    else:
+        source_entries = read_ahead(registry_entries(source.walk(on_problem=report.problem),
+                                                     include_uploads=options.include_uploads, skip_markers=True))
+        with WorkerPool(options.workers) as pool:
+            for path, src, dst in march(source_entries, destination_entries):
+                report.examined_one()
+                counts.source_files += src is not None
+                if dst is not None and markers_and_semantics(dst):
+                    continue  # counted apart; a source never holds markers (its walk skips them)
+                if dst is not None:
+                    _count_destination(path, counts)
+                _compare(path, src, dst, source, destination, pool, report)
+    for marker in finder.finish():
+        _record_marker(marker, counts, report)
+    report.listing_finished = True
+    findings = semantics.finish() if semantics else []
+    for error in semantics.errors if semantics else []:
+        report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
+    return {"counts": counts.__dict__, "findings": findings}
+
+
+def _count_destination(path: str, counts: Counts) -> None:
+    if tree.is_registry_data(path):
+        counts.destination_objects += 1
+    else:
+        counts.outside_registry += 1
+
+
+def _record_marker(marker: Marker, counts: Counts, report: Report) -> None:
+    counts.add_marker(marker)
+    report.add_to_list("markers", marker.path, marker.kind.value)
+
+
+def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, destination: Storage,
+             pool: WorkerPool, report: Report) -> None:
+    action, reason = decide(path, src, dst)
+    if action is Action.UPLOAD:
+        name = {Reason.MISSING: "missing in destination", Reason.SIZE: "size differs"}.get(reason, "content differs")
+        report.add_to_list(name, path)
+    elif action is Action.DELETE:
+        report.add_to_list("extra in destination", path)
+    elif action is Action.KEEP:
+        report.add_to_list("outside the registry tree", path)
+    elif action is Action.CHECK:
+        assert src is not None and dst is not None
+        pool.submit(_check_content, source, destination, path, dst, report)
+
+
+def _check_content(source: Storage, destination: Storage, path: str, dst: Entry, report: Report) -> None:
+    with JobGuard(report, path):
+        same, _ = content_matches(source, destination, path, dst)
+        if not same:
+            report.add_to_list("content differs", path)
+
+
+def verdict(summary: dict[str, Any]) -> int:
+    """0 when consistent; 1 for any difference, marker, defect or failure."""
+    lists = summary["lists"]
+    bad = [name for name in (*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished")
+           if lists.get(name, {}).get("count")]
+    counts = summary["counts"]
+    count_mismatch = summary.get("source") is not None and counts["source_files"] != counts["destination_objects"]
+    return 1 if bad or summary["findings"] or count_mismatch else 0
