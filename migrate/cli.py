@@ -173,7 +173,6 @@ def sync_command(source: str, destination: str, **kw: Any) -> int:
             dry_run=kw["dry_run"],
             include_uploads=kw["include_uploads"],
             workers=kw["workers"],
-            small_limit=options.transfer.chunk_size,
         )
         if show_progress(kw["progress"]):
             with Progress(report):

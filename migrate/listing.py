@@ -26,7 +26,7 @@ def registry_entries(entries: Iterable[Entry], *, include_uploads: bool, skip_ma
         yield entry
 
 
-def read_ahead(items: Iterable[T], depth: int = 64) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 16) -> Iterator[T]:
     """Run ``items`` on its own thread, ``depth`` batches ahead, so both listings overlap the work.
 
     An exception in the producer is re-raised in the consumer; closing the consumer stops the producer.

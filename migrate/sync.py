@@ -25,8 +25,8 @@ class SyncOptions:
     dry_run: bool = False
     include_uploads: bool = False
     workers: int = 64
-    small_limit: int = 10 * 1024 * 1024
-    """Files below this are read whole and sent in one request; larger ones stream in chunks."""
+    small_limit: int = 1024 * 1024
+    """Files below this are read whole into memory; larger ones stream (memory stays bounded)."""
 
 
 def preflight(source: Storage, destination: Storage, *, require_registry: bool = True) -> None:

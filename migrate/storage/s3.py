@@ -110,13 +110,18 @@ class S3Storage(Storage):
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
         key = self.key(path)
         with _errors(f"upload to s3://{self.bucket}/{key}"):
-            if isinstance(data, bytes) or size < self.transfer.chunk_size:
-                # Single part, so the listed ETag is the MD5 that later syncs compare against.
-                body = data if isinstance(data, bytes) else data.read()
-                md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=md5, **self._write_args)
-            else:
+            if size >= self.transfer.chunk_size and not isinstance(data, bytes):
                 self._manager.upload(data, self.bucket, key, extra_args=dict(self._write_args)).result()
+                return
+            # Single part, so the listed ETag is the MD5 that later syncs compare against.
+            if isinstance(data, bytes) or not data.seekable():
+                body: bytes | BinaryIO = data if isinstance(data, bytes) else data.read()
+                md5 = hashlib.md5(body).digest()  # type: ignore[arg-type]
+            else:
+                md5 = _md5_of_stream(data)
+                body = data
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                   ContentMD5=base64.b64encode(md5).decode(), **self._write_args)
 
     def delete(self, path: str, if_match: str | None = None) -> None:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(path)}
@@ -128,6 +133,16 @@ class S3Storage(Storage):
     def close(self) -> None:
         self._manager.shutdown()
         self.client.close()
+
+
+def _md5_of_stream(stream: BinaryIO) -> bytes:
+    """MD5 of a seekable stream in constant memory, rewound for the upload that follows."""
+    start = stream.tell()
+    digest = hashlib.md5()
+    while chunk := stream.read(1024 * 1024):
+        digest.update(chunk)
+    stream.seek(start)
+    return digest.digest()
 
 
 def _make_client(options: S3Options, transfer: TransferSettings) -> Any:
