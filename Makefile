@@ -28,5 +28,8 @@ bench: install
 	bash bench/install-peers.sh
 	$(BIN)/python bench/sync_bench.py
 
+docs: install
+	$(BIN)/python -m migrate.clidoc > docs/cli.md
+
 clean:
 	rm -rf $(VENV) demo-work bench/results .pytest_cache

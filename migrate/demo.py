@@ -103,6 +103,19 @@ def demo(endpoint: str, env: dict[str, str]) -> int:
     step("4. A second final pass changes nothing")
     failures += run("sync", str(source), dest, "--delete", env=env) != 0
 
+    step("5. Prove the copy: object counts (excluding _uploads), every object, registry semantics")
+    failures += run("verify", str(source), dest, "--deep", env=env) != 0
+
+    step("6. A bucket copy by another tool left zero-byte directory markers (nameless tags)")
+    for key in ("docker/registry/v2/repositories/library/alpine/",
+                "docker/registry/v2/repositories/library/alpine/_manifests/tags/",
+                "docker/registry/v2/repositories/group/"):
+        s3.put_object(Bucket=BUCKET, Key=f"{ROOT}/{key}", Body=b"")
+    print("planted 3 markers the way AWS DataSync does")
+    failures += run("nameless-tags", dest, env=env) != 1  # exit 1: markers found
+    failures += run("nameless-tags", dest, "--fix", env=env) != 0
+    failures += run("verify", str(source), dest, env=env) != 0
+
     print("\ndemo " + ("finished: every step succeeded" if not failures else f"FAILED: {failures} steps failed"))
     return 1 if failures else 0
 

@@ -196,3 +196,26 @@ def test_secrets_never_printed(registry, bucket, s3_endpoint, tmp_path) -> None:
     everything = ok.stdout + ok.stderr + bad.stdout + bad.stderr + log.read_text()
     assert bad.exit_code == 2
     assert SECRET_KEY not in everything and ACCESS_KEY not in everything
+
+
+def test_s3_write_settings_reach_the_objects(registry, s3, bucket, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
+    result = sync(registry, f"s3://{bucket}/r", s3_endpoint, "--sse", "AES256", "--storage-class", "STANDARD_IA",
+                  "--max-requests-per-second", "500", "--workers", "8")
+    assert result.exit_code == 0, result.stderr
+    head = s3.head_object(Bucket=bucket, Key="r/" + TAG_LATEST)
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["StorageClass"] == "STANDARD_IA"
+    assert head["ContentType"] == "application/octet-stream"
+
+
+def test_failed_objects_are_listed_and_exit_1(registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A filesystem destination with a directory where a tag link must go: that one write fails.
+    destination = tmp_path / "rollback"
+    (destination / TAG_LATEST / "in-the-way").parent.mkdir(parents=True)
+    (destination / TAG_LATEST / "in-the-way").write_bytes(b"x")
+    result = regmig("sync", registry.root, str(destination), "--json")
+    assert result.exit_code == 1
+    report = result.json()
+    assert [item["path"] for item in report["lists"]["failures"]["listed"]] == [TAG_LATEST]
+    assert report["outcomes"]["uploaded"]["count"] == len(expected_objects(registry, "")) - 1
+    assert local_files(destination)[TAG_320] == local_files(registry.root)[TAG_320]
