@@ -83,6 +83,9 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     for marker in finder.finish():
         _record_marker(marker, counts, report)
     report.listing_finished = True
+    if counts.destination_objects == 0:
+        report.note(destination.layout_hint() or f"no registry data under {destination.url} "
+                    f"(keys starting {destination.prefix + tree.V2!r})")
     findings = semantics.finish() if semantics else []
     for error in semantics.errors if semantics else []:
         report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
@@ -130,4 +133,5 @@ def verdict(summary: dict[str, Any]) -> int:
            if lists.get(name, {}).get("count")]
     counts = summary["counts"]
     count_mismatch = summary.get("source") is not None and counts["source_files"] != counts["destination_objects"]
-    return 1 if bad or summary["findings"] or count_mismatch else 0
+    empty = counts["destination_objects"] == 0
+    return 1 if bad or summary["findings"] or count_mismatch or empty else 0

@@ -23,6 +23,8 @@ from migrate.errors import BadInput, RegmigError
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.storage import LocationOptions, Storage, TransferSettings, open_location
+from migrate.storage.azure import AzureOptions
+from migrate.storage.gcs import GCSOptions
 from migrate.storage.s3 import S3Options
 from migrate.sync import SyncOptions, sync
 
@@ -48,6 +50,17 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption (encrypt: true)."),
         click.option("--sse-kms-key-id", help="KMS key for --sse aws:kms (the registry's keyid)."),
         click.option("--storage-class", help="S3 storage class (the registry's storageclass)."),
+        click.option("--azure-account-url", help="Azure Blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net."),
+        click.option("--azure-account-name", help="Azure storage account (the registry's accountname)."),
+        click.option("--azure-account-key", envvar="AZURE_STORAGE_KEY",
+                     help="Azure account key (accountkey); AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING work too."),
+        click.option("--azure-realm", default="core.windows.net", show_default=True,
+                     help="Azure cloud domain (realm), e.g. core.usgovcloudapi.net."),
+        click.option("--azure-root-prefix", type=click.Choice(["trimmed", "legacy"]), default="trimmed",
+                     show_default=True,
+                     help="Blob names without (trimlegacyrootprefix: true) or with a leading '/' (legacyrootprefix: true)."),
+        click.option("--gcs-keyfile", type=click.Path(dir_okay=False),
+                     help="GCS service-account key file (the registry's keyfile); default: application credentials."),
         click.option("--chunk-size", default="10MiB", show_default=True, help="Multipart chunk size (chunksize)."),
         click.option("--workers", default=64, show_default=True, type=click.IntRange(1, 1024),
                      help="Requests in flight."),
@@ -83,6 +96,14 @@ def location_options(kw: dict[str, Any]) -> LocationOptions:
             sse_kms_key_id=kw["sse_kms_key_id"],
             storage_class=kw["storage_class"],
         ),
+        azure=AzureOptions(
+            account_url=kw["azure_account_url"],
+            account_name=kw["azure_account_name"],
+            account_key=kw["azure_account_key"],
+            realm=kw["azure_realm"],
+            root_prefix=kw["azure_root_prefix"],
+        ),
+        gcs=GCSOptions(keyfile=kw["gcs_keyfile"]),
         transfer=TransferSettings(
             chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"]
         ),
@@ -160,8 +181,10 @@ def main() -> None:
 def sync_command(source: str, destination: str, **kw: Any) -> int:
     """Copy the registry tree at SOURCE (the registry's rootdirectory) to DESTINATION.
 
-    SOURCE is a directory holding docker/registry/v2; DESTINATION is s3://BUCKET[/ROOTDIRECTORY].
-    Objects are compared by size (blobs, named by digest) or content (links and other files).
+    SOURCE is usually a directory holding docker/registry/v2; DESTINATION is s3://BUCKET[/ROOT],
+    gs://BUCKET[/ROOT] or azure://CONTAINER[/ROOT]. Either side may be any of these (bucket to
+    bucket, or back to a directory for a rollback). Blobs (named by digest) are compared by size,
+    links and other files by content.
     """
     options = location_options(kw)
     report = Report()

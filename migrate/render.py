@@ -85,6 +85,7 @@ def verify_text(summary: dict[str, Any]) -> str:
                 lines.append(f"    - {finding['problem']}")
             if len(group["findings"]) > SHOWN:
                 lines.append(f"    ... {len(group['findings']) - SHOWN:,} more (see --json)")
+    lines += summary["notes"]
     if counts["markers"]:
         lines.append("  markers show up as nameless tags: remove them with `regmig nameless-tags TARGET --fix`")
     lines.append(f"done in {summary['elapsed_seconds']:.1f} s")

@@ -38,7 +38,7 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
         hint = tree.suggest_root(source.rootdirectory)
         suggestion = f"; did you mean {hint}?" if hint else ""
         raise BadInput(f"{source.url} is not a registry root: expected {tree.V2} under it{suggestion}")
-    destination.check_reachable()
+    destination.check_destination()
 
 
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:

@@ -79,3 +79,104 @@ def list_keys(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:  # type: i
 def local_files(root: str | Path) -> dict[str, bytes]:
     root = Path(root)
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- every backend, for the contract tests ------------------------------------------------------
+
+from servers import AZURITE_ACCOUNT, AZURITE_KEY, Backend, azurite, fake_gcs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with azurite(tmp_path_factory.mktemp("azurite")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as endpoint:
+        os.environ["STORAGE_EMULATOR_HOST"] = endpoint
+        yield endpoint
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+def _plain_prefix(root: str) -> str:
+    root = root.strip("/")
+    return f"{root}/" if root else ""
+
+
+def _s3_backend(s3) -> Backend:  # type: ignore[no-untyped-def]
+    name = f"regmig-contract-{next(_bucket_names)}"
+    s3.create_bucket(Bucket=name)
+    return Backend(
+        name="s3", scheme="s3", container=name, args=["--endpoint-url", s3.meta.endpoint_url],
+        key_prefix=_plain_prefix,
+        put=lambda key, data: s3.put_object(Bucket=name, Key=key, Body=data),
+        remove=lambda key: s3.delete_object(Bucket=name, Key=key),
+        keys=lambda: list_keys(s3, name),
+        attributes=lambda key: {"content_type": s3.head_object(Bucket=name, Key=key)["ContentType"]},
+    )
+
+
+def _azure_backend(endpoint: str, mode: str) -> Backend:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(endpoint, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
+    name = f"regmig-contract-{next(_bucket_names)}"
+    container = service.create_container(name)
+
+    def keys() -> dict[str, bytes]:
+        return {b.name: container.download_blob(b.name).readall() for b in container.list_blobs()}
+
+    def attributes(key: str) -> dict[str, object]:
+        props = container.get_blob_client(key).get_blob_properties()
+        return {"content_type": props.content_settings.content_type, "blob_type": str(props.blob_type)}
+
+    legacy = mode == "legacy"
+    return Backend(
+        name=f"azure-{mode}", scheme="azure", container=name,
+        args=["--azure-account-url", endpoint, "--azure-account-key", AZURITE_KEY, "--azure-root-prefix", mode],
+        key_prefix=(lambda root: "/" + _plain_prefix(root)) if legacy else _plain_prefix,
+        put=lambda key, data: container.upload_blob(key, data, overwrite=True),
+        remove=lambda key: container.delete_blob(key),
+        keys=keys, attributes=attributes,
+    )
+
+
+def _gcs_backend(endpoint: str) -> Backend:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+
+    client = gcs.Client(project="regmig-test", credentials=AnonymousCredentials(),
+                        client_options={"api_endpoint": endpoint})
+    name = f"regmig-contract-{next(_bucket_names)}"
+    bucket = client.create_bucket(name)
+
+    def keys() -> dict[str, bytes]:
+        return {b.name: b.download_as_bytes() for b in client.list_blobs(name)}
+
+    return Backend(
+        name="gcs", scheme="gs", container=name, args=[], key_prefix=_plain_prefix,
+        put=lambda key, data: bucket.blob(key).upload_from_string(data),
+        remove=lambda key: bucket.blob(key).delete(),
+        keys=keys,
+        attributes=lambda key: {"content_type": bucket.get_blob(key).content_type},
+    )
+
+
+BACKENDS = ["s3", "azure-trimmed", "azure-legacy", "gcs"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return make_backend(request, request.param)
+
+
+def make_backend(request: pytest.FixtureRequest, name: str) -> Backend:
+    if name == "s3":
+        return _s3_backend(request.getfixturevalue("s3"))
+    if name.startswith("azure-"):
+        return _azure_backend(request.getfixturevalue("azurite_endpoint"), name.removeprefix("azure-"))
+    if name == "gcs":
+        return _gcs_backend(request.getfixturevalue("gcs_endpoint"))
+    raise ValueError(name)

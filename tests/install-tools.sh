@@ -3,6 +3,13 @@
 # CI runs as root on Debian; a developer without root gets the exact command to run.
 set -euo pipefail
 
+# Azurite (Azure Blob emulator) from the npm registry, into the checkout's .tools/.
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+    command -v npm >/dev/null || { echo "tests need Node.js and npm for Azurite" >&2; exit 1; }
+    echo "installing azurite (needed by the Azure tests)"
+    npm install --silent --no-audit --no-fund --prefix .tools azurite@3 >/dev/null
+fi
+
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from migrate.errors import BadInput
+from migrate.storage.azure import AzureOptions, AzureStorage
 from migrate.storage.base import Entry, Storage, TransferSettings
 from migrate.storage.filesystem import FilesystemStorage
+from migrate.storage.gcs import GCSOptions, GCSStorage
 from migrate.storage.s3 import S3Options, S3Storage
 
 __all__ = ["Entry", "Storage", "TransferSettings", "LocationOptions", "open_location", "FilesystemStorage"]
@@ -18,11 +20,14 @@ class LocationOptions:
     """Per-service options from the command line; each backend reads its own part."""
 
     s3: S3Options = field(default_factory=S3Options)
+    azure: AzureOptions = field(default_factory=AzureOptions)
+    gcs: GCSOptions = field(default_factory=GCSOptions)
     transfer: TransferSettings = field(default_factory=TransferSettings)
 
 
 def open_location(location: str, options: LocationOptions | None = None) -> Storage:
-    """``/path`` or ``file:///path`` -> filesystem; ``s3://BUCKET[/ROOTDIRECTORY]`` -> S3."""
+    """A path or ``file:///path``, ``s3://BUCKET[/ROOTDIRECTORY]``, ``gs://BUCKET[/ROOTDIRECTORY]``,
+    ``azure://CONTAINER[/ROOTDIRECTORY]``."""
     options = options or LocationOptions()
     if not location:
         raise BadInput("empty location")
@@ -32,6 +37,12 @@ def open_location(location: str, options: LocationOptions | None = None) -> Stor
     scheme = parts.scheme.lower()
     if scheme == "file":
         return FilesystemStorage(parts.path)
+    if "@" in parts.netloc:
+        raise BadInput("credentials do not belong in a location URL: use the options or the environment")
     if scheme == "s3":
         return S3Storage(parts.netloc, parts.path, options.s3, options.transfer)
-    raise BadInput(f"unknown location scheme {parts.scheme!r} in {location!r}: use a path or s3://BUCKET[/ROOTDIRECTORY]")
+    if scheme in ("gs", "gcs"):
+        return GCSStorage(parts.netloc, parts.path, options.gcs, options.transfer)
+    if scheme == "azure":
+        return AzureStorage(parts.netloc, parts.path, options.azure, options.transfer)
+    raise BadInput(f"unknown location scheme {parts.scheme!r} in {location!r}: use a path, s3://, gs:// or azure://")

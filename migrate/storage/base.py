@@ -95,6 +95,14 @@ class Storage(abc.ABC):
     def check_reachable(self) -> None:
         """Raise BadInput when the location cannot be used at all (missing bucket, bad credentials)."""
 
+    def check_destination(self) -> None:
+        """Raise BadInput when this location cannot receive a copy."""
+        self.check_reachable()
+
+    def layout_hint(self) -> str | None:
+        """When the root holds no registry data, a one-line hint if it sits under another layout."""
+        return None
+
     def has_entries(self, prefix: str) -> bool:
         return next(iter(self.walk(prefix)), None) is not None
 

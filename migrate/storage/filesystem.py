@@ -40,6 +40,11 @@ class FilesystemStorage(Storage):
         if not os.path.isdir(self.root):
             raise BadInput(f"{self.root}: no such directory")
 
+    def check_destination(self) -> None:
+        # A rollback target may not exist yet: its parent must, and the copy creates it.
+        if not os.path.isdir(self.root) and not os.path.isdir(os.path.dirname(self.root)):
+            raise BadInput(f"{self.root}: neither it nor its parent directory exists")
+
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
         # Start at the deepest directory the prefix names fully, then filter on the rest.
         directory, _, _ = prefix.rpartition("/")
