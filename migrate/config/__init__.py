@@ -1,0 +1,1 @@
+"""Registry configuration files as regmig input, and registry configuration as regmig output."""
