@@ -21,7 +21,10 @@ from migrate import __version__, redact, render
 from migrate.errors import RegmigError
 from migrate.progress import Progress
 from migrate.report import Report
-from migrate.cli_options import output_options, parse_size, resolve_locations, storage_options
+from migrate.cli_options import from_config, output_options, parse_size, resolve_locations, storage_options
+from migrate.config import snippet
+from migrate.cutover import AreaReport, PlanOptions, plan
+from migrate.doctor import doctor
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, sync
 
@@ -197,4 +200,69 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
     for item in summary["markers"]:
         log.info("marker %s: %s (%s)", item["action"], item["path"], item["kind"])
     emit(summary, kw["as_json"], render.markers_text)
+    return int(summary["exit_code"])
+
+
+@main.command("plan")
+@click.argument("locations", nargs=-1, metavar="SOURCE DESTINATION")
+@click.option("--final", is_flag=True, help="This is the final pass: check the source registry is read-only.")
+@click.option("--no-probe", is_flag=True, help="Do not write probe objects (no read-only window estimate).")
+@click.option("--include-uploads", is_flag=True, help="Count _uploads as sync --include-uploads would.")
+@storage_options
+@output_options
+@handles_errors
+def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """What a sync --delete would do now, per area of the tree, and how long its read-only window takes.
+
+    Lists both sides and compares content exactly as the final pass will (changing nothing), then
+    times a few probe writes to the destination (removed again) to estimate the window.
+    """
+    sides = resolve_locations(kw, locations, ("source", "destination"))
+    readonly = None
+    if kw["from_config"]:
+        readonly = from_config(kw["from_config"], kw)[2].readonly
+    report = AreaReport()
+    options = PlanOptions(workers=kw["workers"], include_uploads=kw["include_uploads"], probe=not kw["no_probe"],
+                          final=kw["final"], source_readonly=readonly)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(logging_to(kw["log_file"]))
+        src = stack.enter_context(open_location(*sides["source"]))
+        dst = stack.enter_context(open_location(*sides["destination"]))
+        if show_progress(kw["progress"]):
+            stack.enter_context(Progress(report))
+        result = plan(src, dst, options, report)
+    summary = {"command": "plan", "source": src.url, "destination": dst.url,
+               "destination_layout": dst.root_description, **result, **report.to_dict()}
+    summary["exit_code"] = 1 if report.count("failures") or report.count("problems") else 0
+    emit(summary, kw["as_json"], render.plan_text)
+    return summary["exit_code"]
+
+
+@main.command("config-snippet")
+@click.argument("locations", nargs=-1, metavar="DESTINATION")
+@storage_options
+@handles_errors
+def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """Print the registry storage configuration that reads DESTINATION as regmig wrote it.
+
+    Gives config.yml's storage section and gitlab.rb's registry['storage'] block, for the
+    read-only cut-over and for afterwards. Secrets are printed as placeholders, never values.
+    """
+    url, options = resolve_locations(kw, locations, ("destination",))["destination"]
+    click.echo(snippet.render(url, options), nl=False)
+    return 0
+
+
+@main.command("doctor")
+@click.argument("locations", nargs=-1, metavar="DESTINATION")
+@storage_options
+@output_options
+@handles_errors
+def doctor_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """Check a destination before migrating: reachable, writable (probe objects, removed again),
+    and settings that cause trouble later (versioning without a lifecycle rule, encryption)."""
+    url, options = resolve_locations(kw, locations, ("destination",))["destination"]
+    with logging_to(kw["log_file"]), open_location(url, options) as storage:
+        summary = doctor(storage)
+    emit(summary, kw["as_json"], render.doctor_text)
     return int(summary["exit_code"])

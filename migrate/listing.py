@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from migrate import tree
@@ -15,11 +15,14 @@ _BATCH = 512
 _DONE = object()
 
 
-def registry_entries(entries: Iterable[Entry], *, include_uploads: bool, skip_markers: bool) -> Iterator[Entry]:
+def registry_entries(entries: Iterable[Entry], *, include_uploads: bool, skip_markers: bool,
+                     on_excluded: Callable[[Entry], None] | None = None) -> Iterator[Entry]:
     """Drop what a migration never copies or counts: ``_uploads`` contents, tmp debris, and (on a
     source) zero-byte directory markers, so a bucket-to-bucket copy never spreads them."""
     for entry in entries:
         if tree.is_excluded(entry.path, include_uploads):
+            if on_excluded:
+                on_excluded(entry)
             continue
         if skip_markers and tree.is_marker(entry.path, entry.size):
             continue

@@ -110,3 +110,28 @@ def markers_text(summary: dict[str, Any]) -> str:
         lines.append(f"  ... {len(summary['markers']) - SHOWN:,} more (see --json)")
     lines += path_lists(summary.get("lists", {}), ["failures"])
     return "\n".join(lines)
+
+
+def plan_text(summary: dict[str, Any]) -> str:
+    lines = [f"plan: {summary['source']} -> {summary['destination']}",
+             f"  destination layout: {summary['destination_layout']}"]
+    for name, outcomes in summary["areas"].items():
+        parts = ", ".join(f"{outcome} {t['count']:,} ({human_bytes(t['bytes'])})" for outcome, t in outcomes.items())
+        lines.append(f"  {name:<13} {parts}")
+    estimate = summary["estimate"]
+    lines.append(f"  scan (list both sides, compare content): {estimate['scan_seconds']:.1f} s")
+    if "read_only_window_seconds" in estimate:
+        lines.append(f"  measured writes: {estimate['small_write_seconds'] * 1000:.0f} ms per small object, "
+                     f"{human_bytes(estimate['write_bytes_per_second'])}/s")
+        lines.append(f"estimated read-only window for the final sync --delete: "
+                     f"{estimate['read_only_window_seconds']:.0f} s (assumes {estimate['assumes']})")
+    for flag in summary["flags"]:
+        lines.append(f"FLAG: {flag}")
+    lines += path_lists(summary["lists"], ["failures", "problems"])
+    return "\n".join(lines)
+
+
+def doctor_text(summary: dict[str, Any]) -> str:
+    lines = [f"doctor: {summary['target']}"]
+    lines += [f"  {c['level']:<5} {c['check']:<9} {c['message']}" for c in summary["checks"]]
+    return "\n".join(lines)

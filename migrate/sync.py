@@ -45,9 +45,9 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
-    source_entries = read_ahead(
-        registry_entries(source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True)
-    )
+    source_entries = read_ahead(registry_entries(
+        source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True,
+        on_excluded=lambda e: report.record("not copied", tree.classify(e.path).kind.value, e.path, e.size)))
     destination_entries = read_ahead(
         registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False)
     )

@@ -99,6 +99,10 @@ class Storage(abc.ABC):
         """Raise BadInput when this location cannot receive a copy."""
         self.check_reachable()
 
+    def health(self) -> list[tuple[str, str]]:
+        """Service settings worth an operator's attention, as (level, message): WARN or NOTE."""
+        return []
+
     def layout_hint(self) -> str | None:
         """When the root holds no registry data, a one-line hint if it sits under another layout."""
         return None

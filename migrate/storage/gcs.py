@@ -61,6 +61,18 @@ class GCSStorage(Storage):
         with _errors(f"bucket {self.bucket_name!r}", missing=BadInput):
             self.client.get_bucket(self.bucket_name, retry=self._retry)
 
+    def health(self) -> list[tuple[str, str]]:
+        with _errors(f"bucket {self.bucket_name!r} settings"):
+            bucket = self.client.get_bucket(self.bucket_name, retry=self._retry)
+        rules = list(bucket.lifecycle_rules or [])
+        expires = any(rule.get("action", {}).get("type") == "Delete" and
+                      ({"isLive", "daysSinceNoncurrentTime", "numNewerVersions"} & set(rule.get("condition", {})))
+                      for rule in rules)
+        if bucket.versioning_enabled and not expires:
+            return [("WARN", "object versioning is on with no lifecycle rule deleting noncurrent versions: "
+                             "deleted upload artifacts are kept and billed")]
+        return []
+
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
         root = self.prefix
         with _errors(f"listing gs://{self.bucket_name}/{root + prefix}", missing=BadInput):

@@ -79,6 +79,37 @@ class S3Storage(Storage):
         with _errors(f"bucket {self.bucket!r}", missing=BadInput):
             self.client.head_bucket(Bucket=self.bucket)
 
+    def health(self) -> list[tuple[str, str]]:
+        findings = []
+        with _errors(f"bucket {self.bucket!r} settings"):
+            versioning = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            if versioning == "Enabled" and not self._expires_noncurrent_versions():
+                findings.append(("WARN", "object versioning is on with no lifecycle rule expiring noncurrent "
+                                 "versions: deleted upload artifacts are kept and billed (add a rule with "
+                                 "NoncurrentVersionExpiration)"))
+            if not self.options.sse and self._default_encryption():
+                findings.append(("NOTE", "the bucket has default encryption; objects are encrypted with it "
+                                 "although --sse was not given"))
+        return findings
+
+    def _expires_noncurrent_versions(self) -> bool:
+        try:
+            rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket).get("Rules", [])
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+                return False
+            raise
+        return any(rule.get("Status") == "Enabled" and rule.get("NoncurrentVersionExpiration") for rule in rules)
+
+    def _default_encryption(self) -> bool:
+        try:
+            config = self.client.get_bucket_encryption(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ServerSideEncryptionConfigurationNotFoundError":
+                return False
+            raise
+        return bool(config.get("ServerSideEncryptionConfiguration", {}).get("Rules"))
+
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
         root = self.prefix
         paginator = self.client.get_paginator("list_objects_v2")

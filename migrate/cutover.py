@@ -1,0 +1,87 @@
+"""``regmig plan``: what a sync would do now, per area of the tree, and how long the final
+read-only pass would take, from rates measured in this run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from migrate import tree
+from migrate.probe import probe_writes
+from migrate.report import Report, Tally
+from migrate.storage.base import Storage
+from migrate.sync import SyncOptions, sync
+
+
+def area(path: str) -> str:
+    if path.startswith(tree.BLOBS):
+        return "blobs"
+    if path.startswith(tree.REPOSITORIES):
+        return "repositories"
+    if path.startswith(tree.LOCKFILES):
+        return "lockfiles"
+    return "other"
+
+
+class AreaReport(Report):
+    """A report that also tallies every outcome per area of the registry tree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.areas: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+
+    def record(self, outcome: str, reason: str, path: str, size: int, *, list_as: str | None = None) -> None:
+        super().record(outcome, reason, path, size, list_as=list_as)
+        with self._lock:
+            tally = self.areas[area(path)][outcome]
+            tally.count += 1
+            tally.bytes += size
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    workers: int = 64
+    include_uploads: bool = False
+    probe: bool = True
+    final: bool = False
+    source_readonly: bool | None = None
+    """From the source registry config, when one was given."""
+
+
+def plan(source: Storage, destination: Storage, options: PlanOptions, report: AreaReport) -> dict[str, Any]:
+    sync(source, destination, SyncOptions(delete=True, dry_run=True, max_delete=-1, workers=options.workers,
+                                          include_uploads=options.include_uploads), report)
+    scan_seconds = report.elapsed()
+    flags = []
+    if (hint := destination.layout_hint()) is not None:
+        flags.append(hint)
+    uploads = report.tally("not copied")
+    if uploads.count:
+        flags.append(f"{uploads.count:,} files in _uploads or tmp debris ({uploads.bytes:,} bytes): pushes in flight "
+                     "or abandoned; they are not copied")
+    if options.final and options.source_readonly is False:
+        flags.append("the source registry is not read-only: set maintenance.readonly.enabled: true before the "
+                     "final sync --delete, or pushes made during it can be lost")
+    if options.final and options.source_readonly is None:
+        flags.append("--final without --from-config: cannot check that the source registry is read-only")
+    pending = report.tally("would upload")
+    deletes = report.tally("would delete")
+    estimate: dict[str, Any] = {"scan_seconds": round(scan_seconds, 2),
+                                "pending_uploads": pending.to_dict(), "pending_deletes": deletes.to_dict()}
+    if options.probe:
+        probe = probe_writes(destination)
+        requests = pending.count + deletes.count
+        transfer = requests * probe.small_write_seconds / options.workers + pending.bytes / probe.bytes_per_second
+        estimate.update(
+            small_write_seconds=round(probe.small_write_seconds, 4),
+            write_bytes_per_second=round(probe.bytes_per_second),
+            read_only_window_seconds=round(scan_seconds + transfer, 1),
+            assumes="the final pass lists and compares as fast as this run, and nothing else changes before it",
+        )
+    return {
+        "areas": {name: {outcome: t.to_dict() for outcome, t in sorted(outcomes.items())}
+                  for name, outcomes in sorted(report.areas.items())},
+        "flags": flags,
+        "estimate": estimate,
+    }
