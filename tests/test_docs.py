@@ -52,3 +52,48 @@ def test_runbooks_run_as_written(registry, s3, bucket, s3_endpoint, tmp_path, ro
     s3.put_object(Bucket=bucket, Key=f"{prefix}{tree.REPOSITORIES}library/alpine/_manifests/tags/", Body=b"")
     run_runbook("nameless-tag-repair.md", env, tmp_path)
     assert (tmp_path / "verify-report.json").stat().st_size > 0
+
+
+def test_azure_and_gcs_runbooks_run_as_written(registry, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_backend
+    from servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    azure = make_backend(request, "azure-trimmed")
+    gcs = make_backend(request, "gcs")
+    endpoint = request.getfixturevalue("azurite_endpoint")
+    env = {**os.environ, "REGISTRY_ROOT": registry.root, "ROOTDIR": "registry", "CONTAINER": azure.container,
+           "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+                                              f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run_runbook("migrate-to-azure.md", env, tmp_path)
+    assert "trimlegacyrootprefix: true" in (tmp_path / "registry-azure-snippet.txt").read_text()
+    run_runbook("migrate-to-gcs.md", {**env, "BUCKET": gcs.container}, tmp_path)
+    assert all(key.startswith("registry/docker/") for key in gcs.keys())
+
+
+def test_rollback_runbook_runs_as_written(registry, s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cli_runner import regmig
+    from conftest import local_files
+
+    assert regmig("sync", registry.root, f"s3://{bucket}/registry", "--endpoint-url", s3_endpoint).exit_code == 0
+    rollback = tmp_path / "rollback"
+    env = {**os.environ, "BUCKET": bucket, "ROOTDIR": "registry", "ROLLBACK_ROOT": str(rollback),
+           "AWS_ENDPOINT_URL_S3": s3_endpoint,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run_runbook("rollback-to-filesystem.md", env, tmp_path)
+    expected = {p: d for p, d in local_files(registry.root).items() if not tree.is_excluded(p)}
+    assert local_files(rollback) == expected
+
+
+def test_every_json_key_is_documented(registry, s3, bucket, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
+    from cli_runner import regmig
+
+    documented = set(re.findall(r"`([a-z_]+)`", (REPO / "docs" / "reports.md").read_text()))
+    url = f"s3://{bucket}/r"
+    reports = [regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--json").json(),
+               regmig("verify", registry.root, url, "--endpoint-url", s3_endpoint, "--json", "--deep").json(),
+               regmig("nameless-tags", url, "--endpoint-url", s3_endpoint, "--json").json(),
+               regmig("plan", registry.root, url, "--endpoint-url", s3_endpoint, "--json").json(),
+               regmig("doctor", url, "--endpoint-url", s3_endpoint, "--json").json()]
+    for report in reports:
+        assert set(report) - documented == set(), f"{report['command']}: undocumented keys"
