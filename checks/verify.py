@@ -36,6 +36,8 @@ class Counts:
     destination_objects: int = 0
     markers: int = 0
     outside_registry: int = 0
+    """Destination objects outside docker/ (and scheduler-state.json): counted apart, like markers."""
+    source_outside_registry: int = 0
     marker_kinds: dict[str, int] = field(default_factory=dict)
 
     def add_marker(self, marker: Marker) -> None:
@@ -74,7 +76,10 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
         with WorkerPool(options.workers) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one()
-                counts.source_files += src is not None
+                if src is not None and tree.is_registry_data(path):
+                    counts.source_files += 1
+                elif src is not None:
+                    counts.source_outside_registry += 1
                 if dst is not None and markers_and_semantics(dst):
                     continue  # counted apart; a source never holds markers (its walk skips them)
                 if dst is not None:

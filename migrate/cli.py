@@ -64,6 +64,10 @@ def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
         except KeyboardInterrupt:
             click.echo("regmig: interrupted; rerun the same command to continue", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug of ours: still one line for the operator, the traceback in the log
+            log.exception("internal error")
+            click.echo(f"regmig: internal error: {redact.redact(f'{type(exc).__name__}: {exc}')}", err=True)
+            sys.exit(1)
         sys.exit(code)
 
     return wrapper
@@ -93,6 +97,8 @@ def main() -> None:
               help="Refuse to delete more than this many objects; -1 lifts the limit.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
+@click.option("--allow-object-source-delete", is_flag=True,
+              help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
 @storage_options
 @output_options
 @handles_errors
@@ -113,6 +119,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             max_delete=kw["max_delete"],
             dry_run=kw["dry_run"],
             include_uploads=kw["include_uploads"],
+            allow_object_source_delete=kw["allow_object_source_delete"],
             workers=kw["workers"],
         )
         if show_progress(kw["progress"]):

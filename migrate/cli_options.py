@@ -61,6 +61,8 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--chunk-size", default="10MiB", show_default=True, help="Multipart chunk size (chunksize)."),
         click.option("--workers", default=64, show_default=True, type=click.IntRange(1, 1024),
                      help="Requests in flight."),
+        click.option("--retries", default=8, show_default=True, type=click.IntRange(1, 50),
+                     help="Attempts per request before an object counts as failed (backoff between them)."),
         click.option("--max-requests-per-second", default=0.0, type=click.FloatRange(0),
                      help="Cap on requests per second, retries included (maxrequestspersecond); 0 = no cap."),
     ]
@@ -103,7 +105,8 @@ def location_options(kw: dict[str, Any]) -> LocationOptions:
         ),
         gcs=GCSOptions(keyfile=kw["gcs_keyfile"]),
         transfer=TransferSettings(
-            chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"]
+            chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"],
+            max_attempts=kw["retries"],
         ),
     )
 
@@ -116,7 +119,7 @@ _FLAG_FIELDS = {
     "azure_account_key": ("azure", "account_key"), "azure_realm": ("azure", "realm"),
     "azure_root_prefix": ("azure", "root_prefix"), "gcs_keyfile": ("gcs", "keyfile"),
     "workers": ("transfer", "workers"), "max_requests_per_second": ("transfer", "max_requests_per_second"),
-    "chunk_size": ("transfer", "chunk_size"),
+    "chunk_size": ("transfer", "chunk_size"), "retries": ("transfer", "max_attempts"),
 }
 
 

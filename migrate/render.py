@@ -71,8 +71,10 @@ def verify_text(summary: dict[str, Any]) -> str:
     else:
         lines.append(f"  objects (excluding _uploads): {counts['destination_objects']:,}")
     apart = f"  counted apart: {counts['markers']:,} zero-byte markers"
-    lines.append(apart + (f", {counts['outside_registry']:,} objects outside the registry tree"
-                          if counts["outside_registry"] else ""))
+    if counts["outside_registry"] or counts["source_outside_registry"]:
+        apart += (f", outside the registry tree: {counts['source_outside_registry']:,} source files, "
+                  f"{counts['outside_registry']:,} destination objects")
+    lines.append(apart)
     lines += path_lists(lists, ["missing in destination", "extra in destination", "size differs", "content differs",
                                 "markers", "failures", "problems", "vanished"])
     if summary["deep"]:

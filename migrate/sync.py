@@ -24,6 +24,8 @@ class SyncOptions:
     """More deletions than this are refused; -1 lifts the limit."""
     dry_run: bool = False
     include_uploads: bool = False
+    allow_object_source_delete: bool = False
+    """--delete with an object store as the source deletes from what may be the only good copy."""
     workers: int = 64
     small_limit: int = 1024 * 1024
     """Files below this are read whole into memory; larger ones stream (memory stays bounded)."""
@@ -44,6 +46,15 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
+    if (options.delete and source.driver is not tree.Driver.FILESYSTEM and not options.allow_object_source_delete
+            and destination.has_entries(tree.V2)):
+        raise BadInput(f"refusing --delete from an object-store source into a populated destination "
+                       f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
+                       f"the registry; confirm with --allow-object-source-delete")
+    if not options.dry_run:
+        aborted = destination.abort_incomplete_uploads(keep=lambda path: tree.is_excluded(path))
+        if aborted:
+            report.note(f"aborted {aborted} unfinished multipart uploads left by an interrupted run")
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
     source_entries = read_ahead(registry_entries(
         source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True,

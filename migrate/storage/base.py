@@ -99,6 +99,11 @@ class Storage(abc.ABC):
         """Raise BadInput when this location cannot receive a copy."""
         self.check_reachable()
 
+    def abort_incomplete_uploads(self, keep: Callable[[str], bool]) -> int:
+        """Abort chunked uploads an interrupted run left behind; returns how many. Services that
+        expire them by themselves (Azure blocks, GCS sessions) have nothing to do."""
+        return 0
+
     def health(self) -> list[tuple[str, str]]:
         """Service settings worth an operator's attention, as (level, message): WARN or NOTE."""
         return []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import boto3
 import botocore.exceptions
+import botocore.parsers
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from s3transfer.manager import TransferManager
@@ -76,8 +77,43 @@ class S3Storage(Storage):
         return f"s3://{self.bucket}{root}"
 
     def check_reachable(self) -> None:
-        with _errors(f"bucket {self.bucket!r}", missing=BadInput):
-            self.client.head_bucket(Bucket=self.bucket)
+        what = f"bucket {self.bucket!r}"
+        try:
+            with _errors(what, missing=BadInput):
+                self.client.head_bucket(Bucket=self.bucket)
+        except BadInput as exc:
+            if "does not exist" in str(exc):
+                self._confirm_s3(what)  # a HEAD 404 from any web server looks the same
+            raise
+        self._confirm_s3(what)
+
+    def _confirm_s3(self, what: str) -> None:
+        """A listing answers with S3's own error codes; anything else is not an S3 service."""
+        endpoint = self.client.meta.endpoint_url
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except botocore.parsers.ResponseParserError:
+            raise BadInput(f"{endpoint} does not answer like an S3 service") from None
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code.isdigit():
+                raise BadInput(f"{endpoint} does not answer like an S3 service (HTTP {code})") from None
+            with _errors(what, missing=BadInput):
+                raise
+
+    def abort_incomplete_uploads(self, keep: Callable[[str], bool]) -> int:
+        """Abort multipart uploads left under the root by an interrupted copy (S3 keeps and bills
+        them forever); uploads ``keep`` claims (the registry's own ``_uploads``) are left alone."""
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with _errors(f"multipart uploads in s3://{self.bucket}/{self.prefix}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", ()):
+                    if keep(upload["Key"][len(self.prefix):]):
+                        continue
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
 
     def health(self) -> list[tuple[str, str]]:
         findings = []

@@ -1,0 +1,127 @@
+"""An HTTP proxy on 127.0.0.1 that forwards to a storage server and injects faults.
+
+Per request it can answer 500, 503 SlowDown, reset the connection, or stall until released;
+it records when each request arrived so tests can measure request rates. Loopback only, and
+every loop is bounded by the test that drives it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+            b"<Message>We encountered an internal error.</Message></Error>")
+
+Rule = Callable[[str, str], str | None]
+"""(method, path) -> None to forward, or one of "500", "503", "reset", "stall"."""
+
+
+@dataclass
+class Faults:
+    rule: Rule = lambda method, path: None
+    release: threading.Event = field(default_factory=threading.Event)
+    stalled: threading.Event = field(default_factory=threading.Event)
+    log: list[tuple[float, str, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def seen(self, method: str, path: str, action: str) -> None:
+        with self.lock:
+            self.log.append((time.monotonic(), method, path, action))
+
+
+def random_faults(rate: float, seed: int = 7, kinds: tuple[str, ...] = ("500", "503", "reset", "stall-short"),
+                  methods: tuple[str, ...] = ("GET", "PUT", "POST", "HEAD", "DELETE")) -> Rule:
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def rule(method: str, path: str) -> str | None:
+        with lock:
+            hit = rng.random() < rate and method in methods
+            return rng.choice(kinds) if hit else None
+
+    return rule
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults = faults or Faults()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = proxy.faults.rule(self.command, self.path)
+                proxy.faults.seen(self.command, self.path, action or "forward")
+                if action == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if action in ("500", "503"):
+                    payload = INTERNAL if action == "500" else SLOW_DOWN
+                    self.send_response(int(action))
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                if action == "stall":
+                    proxy.faults.stalled.set()
+                    proxy.faults.release.wait(timeout=120)
+                elif action == "stall-short":
+                    time.sleep(0.5)
+                self._forward(body)
+
+            def _forward(self, body: bytes) -> None:
+                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                connection.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.faults.release.set()
+        self.server.shutdown()
+        self.server.server_close()
