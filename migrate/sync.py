@@ -17,6 +17,10 @@ from migrate.storage.base import Storage
 from migrate.transfer import Copier, WorkerPool
 
 
+DELETE_BATCH = 1000
+"""Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
+
+
 @dataclass(frozen=True)
 class SyncOptions:
     delete: bool = False
@@ -76,7 +80,12 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                     pool.submit(copier.upload, path, src, reason.value)
                 elif action is Action.CHECK:
                     assert src is not None and dst is not None
-                    pool.submit(copier.check, path, src, dst)
+                    if source.is_local and dst.md5 is not None:
+                        changed = copier.check_inline(path, dst)
+                        if changed is not None:
+                            pool.submit(copier.put_changed, path, changed)
+                    else:
+                        pool.submit(copier.check, path, dst)
                 elif action is Action.SKIP:
                     report.record("skipped", reason.value, path, src.size if src else 0)
                 elif action is Action.KEEP:
@@ -111,7 +120,13 @@ def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOp
         report.refuse_delete(f"not deleting {candidates} destination-only objects: {refusal}", extras)
         return
     spool.seek(0)
+    batch: list[tuple[str, int]] = []
     with WorkerPool(options.workers) as pool:
         for line in spool:
             path, size = json.loads(line)
-            pool.submit(copier.delete, path, size)
+            batch.append((path, size))
+            if len(batch) == DELETE_BATCH:
+                pool.submit(copier.delete_batch, batch)
+                batch = []
+        if batch:
+            pool.submit(copier.delete_batch, batch)

@@ -58,23 +58,40 @@ class Copier:
                 size = src.size
             self.report.record(self._copied, reason, path, size)
 
-    def check(self, path: str, src: Entry, dst: Entry) -> None:
+    def check(self, path: str, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
+        data = self.check_inline(path, dst)
+        if data is not None:
+            self.put_changed(path, data)
+
+    def check_inline(self, path: str, dst: Entry) -> bytes | None:
+        """Compare only: the bytes to upload when the content differs, None when it is the same
+        (or vanished). Cheap enough to run on the listing thread when the source is local."""
         with self._guard(path):
             same, data = content_matches(self.source, self.destination, path, dst)
             if same:
                 self.report.record("skipped", "same", path, len(data))
-                return
+                return None
+            return data
+        return None
+
+    def put_changed(self, path: str, data: bytes) -> None:
+        with self._guard(path):
             if not self.dry_run:
                 self.destination.put(path, data, len(data))
             self.report.record(self._copied, "content differs", path, len(data), list_as="changed")
 
-    def delete(self, path: str, size: int) -> None:
-        with self._guard(path):
-            if not self.dry_run:
-                self.destination.delete(path)
-            outcome = "would delete" if self.dry_run else "deleted"
-            self.report.record(outcome, "only in destination", path, size, list_as=outcome)
+    def delete_batch(self, batch: list[tuple[str, int]]) -> None:
+        outcome = "would delete" if self.dry_run else "deleted"
+        try:
+            failed = dict(self.destination.delete_many([path for path, _ in batch])) if not self.dry_run else {}
+        except RegmigError as exc:
+            failed = {path: str(exc) for path, _ in batch}
+        for path, size in batch:
+            if path in failed:
+                self.report.failure(path, failed[path])
+            else:
+                self.report.record(outcome, "only in destination", path, size, list_as=outcome)
 
     def _guard(self, path: str) -> JobGuard:
         return JobGuard(self.report, path)

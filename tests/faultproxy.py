@@ -33,6 +33,8 @@ class Faults:
     release: threading.Event = field(default_factory=threading.Event)
     stalled: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[float, str, str, str]] = field(default_factory=list)
+    drop_stalled: bool = False
+    """After a release, drop the stalled request instead of forwarding it (its client was killed)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def seen(self, method: str, path: str, action: str) -> None:
@@ -86,6 +88,9 @@ class FaultProxy:
                 if action == "stall":
                     proxy.faults.stalled.set()
                     proxy.faults.release.wait(timeout=120)
+                    if proxy.faults.drop_stalled:
+                        self.close_connection = True
+                        return
                 elif action == "stall-short":
                     time.sleep(0.5)
                 self._forward(body)

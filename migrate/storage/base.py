@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from migrate import tree
+from migrate.errors import RegmigError
 
 ProblemSink = Callable[[str, str], None]
 """Called as ``sink(path, message)`` for an entry a walk had to pass over."""
@@ -46,6 +47,8 @@ class Storage(abc.ABC):
 
     driver: tree.Driver
     rootdirectory: str
+    is_local = False
+    """Reads cost a system call, not a request: cheap checks can run inline instead of on a worker."""
 
     @property
     @abc.abstractmethod
@@ -91,6 +94,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete(self, path: str, if_match: str | None = None) -> None:
         """Delete exactly one key, never a prefix; ``if_match`` makes it conditional where supported."""
+
+    def delete_many(self, paths: list[str]) -> list[tuple[str, str]]:
+        """Delete exact keys (never prefixes); returns (path, error) for those that failed.
+        Services with a batch call override this to save requests."""
+        failed = []
+        for path in paths:
+            try:
+                self.delete(path)
+            except RegmigError as exc:
+                failed.append((path, str(exc)))
+        return failed
 
     def check_reachable(self) -> None:
         """Raise BadInput when the location cannot be used at all (missing bucket, bad credentials)."""

@@ -18,6 +18,7 @@ _COPY_BUFFER = 1024 * 1024
 
 class FilesystemStorage(Storage):
     driver = tree.Driver.FILESYSTEM
+    is_local = True
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)

@@ -20,8 +20,11 @@ from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.s3_lean import LeanS3, lean_path_usable
 
 CONTENT_TYPE = "application/octet-stream"
+_HEADERS = {"ContentType": "Content-Type", "ServerSideEncryption": "x-amz-server-side-encryption",
+            "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "StorageClass": "x-amz-storage-class"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,10 @@ class S3Storage(Storage):
         self.rootdirectory = rootdirectory
         self.options = options
         self.transfer = transfer
-        self.client = _make_client(options, transfer)
+        self.client, credentials, limiter = _make_client(options, transfer)
+        # The hot calls (small PUTs, listings) take the lean path built from the client's pieces.
+        self._lean = LeanS3(self.client, credentials, bucket, transfer.max_attempts,
+                            limiter.acquire if limiter else None) if credentials and lean_path_usable() else None
         self._manager = TransferManager(
             self.client,
             TransferConfig(
@@ -70,6 +76,7 @@ class S3Storage(Storage):
             self._write_args["SSEKMSKeyId"] = options.sse_kms_key_id
         if options.storage_class:
             self._write_args["StorageClass"] = options.storage_class
+        self._lean_headers = {_HEADERS[name]: value for name, value in self._write_args.items()}
 
     @property
     def url(self) -> str:
@@ -148,11 +155,14 @@ class S3Storage(Storage):
 
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
         root = self.prefix
-        paginator = self.client.get_paginator("list_objects_v2")
         with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+            if self._lean is not None:
+                for key, size, etag in self._lean.list(root + prefix):
+                    yield self._entry(key[len(root):], size, etag)
+                return
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
-                    yield self._entry(obj["Key"][len(root) :], obj["Size"], obj.get("ETag"))
+                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"))
 
     def _entry(self, path: str, size: int, etag: str | None) -> Entry:
         etag = (etag or "").strip('"') or None
@@ -184,6 +194,10 @@ class S3Storage(Storage):
             if isinstance(data, bytes) or not data.seekable():
                 body: bytes | BinaryIO = data if isinstance(data, bytes) else data.read()
                 md5 = hashlib.md5(body).digest()  # type: ignore[arg-type]
+                if self._lean is not None:
+                    self._lean.put(key, body, {**self._lean_headers,  # type: ignore[arg-type]
+                                               "Content-MD5": base64.b64encode(md5).decode()})
+                    return
             else:
                 md5 = _md5_of_stream(data)
                 body = data
@@ -196,6 +210,19 @@ class S3Storage(Storage):
             args["IfMatch"] = f'"{if_match}"'
         with _errors(f"delete s3://{self.bucket}/{args['Key']}"):
             self.client.delete_object(**args)
+
+    def delete_many(self, paths: list[str]) -> list[tuple[str, str]]:
+        """One DeleteObjects request per 1,000 exact keys."""
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(paths), 1000):
+            chunk = paths[start:start + 1000]
+            with _errors(f"delete in s3://{self.bucket}/{self.prefix}"):
+                result = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self.key(path)} for path in chunk], "Quiet": True})
+            root = len(self.prefix)
+            failed += [(error["Key"][root:], f"{error.get('Code')}: {error.get('Message')}")
+                       for error in result.get("Errors", ())]
+        return failed
 
     def close(self) -> None:
         self._manager.shutdown()
@@ -212,7 +239,8 @@ def _md5_of_stream(stream: BinaryIO) -> bytes:
     return digest.digest()
 
 
-def _make_client(options: S3Options, transfer: TransferSettings) -> Any:
+def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, Any, RateLimiter | None]:
+    """The boto3 client, the credential chain it signs with, and the shared rate limiter."""
     session = boto3.session.Session(
         aws_access_key_id=options.access_key,
         aws_secret_access_key=options.secret_key,
@@ -237,10 +265,10 @@ def _make_client(options: S3Options, transfer: TransferSettings) -> Any:
         client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
     except ValueError as exc:
         raise BadInput(f"invalid S3 endpoint {options.endpoint_url!r}: {exc}") from exc
-    if transfer.max_requests_per_second > 0:
-        limiter = RateLimiter(transfer.max_requests_per_second)
+    limiter = RateLimiter(transfer.max_requests_per_second) if transfer.max_requests_per_second > 0 else None
+    if limiter is not None:
         client.meta.events.register("before-send.s3", lambda **_: limiter.acquire())
-    return client
+    return client, credentials, limiter
 
 
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden"}
