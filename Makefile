@@ -26,7 +26,7 @@ demo: install
 
 bench: install
 	bash bench/install-peers.sh
-	$(BIN)/python bench/sync_bench.py
+	$(BIN)/python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB --memory-objects 1000000
 
 docs: install
 	$(BIN)/python -m migrate.clidoc > docs/cli.md

@@ -4,7 +4,12 @@ Not a test: it prints a table and writes bench/results/latest.json. Client cost 
 that matters here (moto's server saturates one core at a few hundred PUT/s whatever the client),
 so each tool runs as a child process and its user+sys CPU and peak RSS come from wait4().
 
-    python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB
+    python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB --memory-objects 1000000
+
+Tools: regmig, regmig-full (the same with its lean S3 path off: the row that justifies it),
+aws (AWS CLI v2 from Debian), rclone (Debian). Phases: initial copy, delta (1% of links
+changed, 0.5% deleted, 1% added; each tool syncs its own bucket with --delete), and memory
+(listing and planning only, dry run, of a generated tree against an empty bucket).
 """
 
 from __future__ import annotations
@@ -72,20 +77,26 @@ def child_env(endpoint: str) -> dict[str, str]:
     return env
 
 
-def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool) -> list[str]:
-    if tool == "regmig":
+def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool, dry_run: bool = False) -> list[str]:
+    if tool in ("regmig", "regmig-full"):
         regmig = shutil.which("regmig", path=str(Path(sys.executable).parent)) or "regmig"
         return [regmig, "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint, "--no-progress",
-                *(["--delete", "--max-delete", "-1"] if delete else [])]
+                *(["--delete", "--max-delete", "-1"] if delete else []), *(["--dry-run"] if dry_run else [])]
     if tool == "aws":
         return ["/usr/bin/aws", "s3", "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint,
-                "--only-show-errors", "--no-progress", *(["--delete"] if delete else [])]
+                "--only-show-errors", "--no-progress", *(["--delete"] if delete else []),
+                *(["--dryrun"] if dry_run else [])]
     if tool == "rclone":
-        return ["rclone", "sync", str(tree), f"bench:{bucket}", "--stats", "0"]
+        return ["rclone", "sync", str(tree), f"bench:{bucket}", "--stats", "0", *(["--dry-run"] if dry_run else [])]
     raise ValueError(tool)
 
 
+def tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
+    return {**env, "REGMIG_S3_LEAN": "0"} if tool == "regmig-full" else env
+
+
 def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_pid: int, objects: int) -> Row:
+    env = tool_env(tool, env)
     server_before = process_cpu(server_pid)
     start = time.monotonic()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -131,8 +142,11 @@ def main() -> int:
     parser.add_argument("--links", type=int, default=20000)
     parser.add_argument("--blobs", type=int, default=20)
     parser.add_argument("--blob-size", default="5MiB")
-    parser.add_argument("--tools", default="regmig,aws,rclone")
+    parser.add_argument("--tools", default="regmig,regmig-full,aws,rclone")
     parser.add_argument("--no-delta", action="store_true", help="skip the delta (read-only window) pass")
+    parser.add_argument("--memory-objects", type=int, default=0,
+                        help="objects in the memory pass (dry run of a generated tree); 0 skips it")
+    parser.add_argument("--memory-tools", default="regmig,aws,rclone")
     args = parser.parse_args()
 
     tools = [t for t in args.tools.split(",") if t]
@@ -176,6 +190,16 @@ def main() -> int:
                 changed = mutate(trees[tool])
                 rows.append(measure(tool, "delta", commands(tool, trees[tool], f"bench-{tool}", endpoint, True), env,
                                     server.pid, changed))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if args.memory_objects:
+            big = work / "memory"
+            started = time.monotonic()
+            count = bulk_registry(str(big), args.memory_objects, 0, 0, repositories=1000)
+            print(f"memory pass: generated {count} files in {time.monotonic() - started:.0f} s", flush=True)
+            s3.create_bucket(Bucket="bench-memory")
+            for tool in [t for t in args.memory_tools.split(",") if t]:
+                rows.append(measure(tool, "memory", commands(tool, big, "bench-memory", endpoint, True, dry_run=True),
+                                    env, server.pid, count))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     finally:
         server.terminate()

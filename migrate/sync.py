@@ -77,7 +77,10 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                 if action is Action.UPLOAD:
                     assert src is not None
                     report.planned(src.size)
-                    pool.submit(copier.upload, path, src, reason.value)
+                    if options.dry_run:  # nothing to do but count: no worker needed
+                        report.record("would upload", reason.value, path, src.size)
+                    else:
+                        pool.submit(copier.upload, path, src, reason.value)
                 elif action is Action.CHECK:
                     assert src is not None and dst is not None
                     if source.is_local and dst.md5 is not None:

@@ -45,9 +45,6 @@ class Copier:
 
     def upload(self, path: str, src: Entry, reason: str) -> None:
         with self._guard(path):
-            if self.dry_run:
-                self.report.record(self._copied, reason, path, src.size)
-                return
             if src.size < self.small_limit:
                 data = self.source.read(path)
                 self.destination.put(path, data, len(data))
