@@ -4,6 +4,7 @@ set -euo pipefail
 missing=()
 [ -x /usr/bin/aws ] || missing+=(awscli)
 command -v rclone >/dev/null || missing+=(rclone)
+[ -x /usr/bin/time ] || missing+=(time)
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 $SUDO apt-get update -qq

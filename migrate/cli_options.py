@@ -18,9 +18,7 @@ from click.core import ParameterSource
 from migrate.config import registry as registry_config
 from migrate.errors import BadInput
 from migrate.storage import LocationOptions, TransferSettings
-from migrate.storage.azure import AzureOptions
-from migrate.storage.gcs import GCSOptions
-from migrate.storage.s3 import S3Options
+from migrate.storage.options import AzureOptions, GCSOptions, S3Options
 
 _SIZE = re.compile(r"(?i)^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$")
 _UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,

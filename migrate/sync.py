@@ -13,10 +13,13 @@ from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
 from migrate.plan import Action, decide
 from migrate.report import Report, Tally
-from migrate.storage.base import Storage
+from migrate.storage.base import Entry, Storage
 from migrate.transfer import Copier, WorkerPool
 
 
+UPLOAD_BATCH = 8
+"""Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
+lowering the number of requests in flight (each worker still has one at a time)."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -50,7 +53,7 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
-    if (options.delete and source.driver is not tree.Driver.FILESYSTEM and not options.allow_object_source_delete
+    if (options.delete and not source.is_local and not options.allow_object_source_delete
             and destination.has_entries(tree.V2)):
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
@@ -68,6 +71,7 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
     )
     source_count = 0
     extras = Tally()
+    uploads: list[tuple[str, Entry, str]] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
         with WorkerPool(options.workers) as pool:
             for path, src, dst in march(source_entries, destination_entries):
@@ -79,6 +83,11 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                     report.planned(src.size)
                     if options.dry_run:  # nothing to do but count: no worker needed
                         report.record("would upload", reason.value, path, src.size)
+                    elif src.size < options.small_limit:
+                        uploads.append((path, src, reason.value))
+                        if len(uploads) == UPLOAD_BATCH:
+                            pool.submit(copier.upload_batch, uploads)
+                            uploads = []
                     else:
                         pool.submit(copier.upload, path, src, reason.value)
                 elif action is Action.CHECK:
@@ -101,6 +110,8 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                         delete_spool.write(json.dumps([path, dst.size]) + "\n")
                     else:
                         report.record("not deleted", "no --delete", path, dst.size)
+            if uploads:
+                pool.submit(copier.upload_batch, uploads)
             report.listing_finished = True
         if options.delete and extras.count:
             _delete_extras(delete_spool, extras, source_count, options, copier, report)

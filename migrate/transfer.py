@@ -55,6 +55,10 @@ class Copier:
                 size = src.size
             self.report.record(self._copied, reason, path, size)
 
+    def upload_batch(self, batch: list[tuple[str, Entry, str]]) -> None:
+        for path, src, reason in batch:
+            self.upload(path, src, reason)
+
     def check(self, path: str, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
         data = self.check_inline(path, dst)

@@ -77,7 +77,7 @@ def test_each_defect_is_reported_under_its_heading(synced, s3, s3_endpoint) -> N
     assert "malformed link (trailing newline)" in problems["library/alpine"]
     assert "tag 3.21 points at sha256:fff" in problems["library/alpine"]
     assert set(groups["library/alpine"]["tags"]) >= {"3.20", "3.21"}
-    assert f"blob sha256:" in problems["team-a/tools"] and "is missing" in problems["team-a/tools"]
+    assert "blob sha256:" in problems["team-a/tools"] and "is missing" in problems["team-a/tools"]
     assert groups["team-a/tools"]["tags"] == ["2026.11"]
     assert f"manifest blob {worker} is missing" in problems["group/project/app/worker"]
     assert groups["group/project/app/worker"]["tags"] == ["main"]

@@ -18,9 +18,7 @@ from migrate import redact
 from migrate.config.ruby_literal import parse_literal
 from migrate.errors import BadInput
 from migrate.storage import LocationOptions
-from migrate.storage.azure import AzureOptions
-from migrate.storage.gcs import GCSOptions
-from migrate.storage.s3 import S3Options
+from migrate.storage.options import AzureOptions, GCSOptions, S3Options
 
 DRIVERS = ("filesystem", "s3", "gcs", "azure", "inmemory", "swift", "oss")
 NOT_DRIVERS = ("delete", "redirect", "cache", "maintenance")

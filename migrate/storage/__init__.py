@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from migrate.errors import BadInput
-from migrate.storage.azure import AzureOptions, AzureStorage
 from migrate.storage.base import Entry, Storage, TransferSettings
 from migrate.storage.filesystem import FilesystemStorage
-from migrate.storage.gcs import GCSOptions, GCSStorage
-from migrate.storage.s3 import S3Options, S3Storage
+from migrate.storage.options import AzureOptions, GCSOptions, S3Options
 
 __all__ = ["Entry", "Storage", "TransferSettings", "LocationOptions", "open_location", "FilesystemStorage"]
 
@@ -39,10 +37,17 @@ def open_location(location: str, options: LocationOptions | None = None) -> Stor
         return FilesystemStorage(parts.path)
     if "@" in parts.netloc:
         raise BadInput("credentials do not belong in a location URL: use the options or the environment")
+    # Each cloud SDK is imported only when its scheme is used: they cost a second of start-up together.
     if scheme == "s3":
+        from migrate.storage.s3 import S3Storage
+
         return S3Storage(parts.netloc, parts.path, options.s3, options.transfer)
     if scheme in ("gs", "gcs"):
+        from migrate.storage.gcs import GCSStorage
+
         return GCSStorage(parts.netloc, parts.path, options.gcs, options.transfer)
     if scheme == "azure":
+        from migrate.storage.azure import AzureStorage
+
         return AzureStorage(parts.netloc, parts.path, options.azure, options.transfer)
     raise BadInput(f"unknown location scheme {parts.scheme!r} in {location!r}: use a path, s3://, gs:// or azure://")

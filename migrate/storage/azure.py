@@ -10,7 +10,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
+from migrate.storage.options import AzureOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 
 CONTENT_TYPE = "application/octet-stream"
@@ -37,17 +37,6 @@ ROOT_PREFIX_CONFIG = {
     "trimmed": "trimlegacyrootprefix: true",
     "legacy": "legacyrootprefix: true",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class AzureOptions:
-    """The registry azure driver's settings that matter to a copy."""
-
-    account_url: str | None = None
-    account_name: str | None = None
-    account_key: str | None = None
-    realm: str = "core.windows.net"
-    root_prefix: str = "trimmed"
 
 
 class AzureStorage(Storage):

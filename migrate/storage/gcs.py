@@ -11,7 +11,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import google.auth.exceptions
@@ -26,16 +25,11 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
+from migrate.storage.options import GCSOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 
 CONTENT_TYPE = "application/octet-stream"
 UPLOAD_SESSION_TYPE = "application/x-docker-upload-session"
-
-
-@dataclass(frozen=True, slots=True)
-class GCSOptions:
-    keyfile: str | None = None
-    project: str | None = None
 
 
 class GCSStorage(Storage):

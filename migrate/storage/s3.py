@@ -6,7 +6,6 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import boto3
@@ -19,26 +18,13 @@ from s3transfer.manager import TransferManager
 from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
+from migrate.storage.options import S3Options
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 from migrate.storage.s3_lean import LeanS3, lean_path_usable
 
 CONTENT_TYPE = "application/octet-stream"
 _HEADERS = {"ContentType": "Content-Type", "ServerSideEncryption": "x-amz-server-side-encryption",
             "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "StorageClass": "x-amz-storage-class"}
-
-
-@dataclass(frozen=True, slots=True)
-class S3Options:
-    """The registry s3 driver's settings that matter to a copy."""
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    path_style: bool = False
-    sse: str | None = None
-    sse_kms_key_id: str | None = None
-    storage_class: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
 
 
 class S3Storage(Storage):
