@@ -85,8 +85,6 @@ class LeanS3:
         attempt = 0
         while True:
             attempt += 1
-            if self._before_send:
-                self._before_send()
             status, response_headers, payload, error = self._send(method, url, body, headers)
             if error is None and status < 300:
                 return payload
@@ -106,6 +104,8 @@ class LeanS3:
         S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
         path = url[url.index("/", len(self._scheme) + 3):]
         connection = self._connection()
+        if self._before_send:
+            self._before_send()  # the rate slot, taken as late as possible: right before the bytes go out
         try:
             connection.request(method, path, body=body or None, headers=dict(request.headers.items()))
             response = connection.getresponse()
