@@ -75,13 +75,13 @@ class AzureStorage(Storage):
         other = "legacy" if self.options.root_prefix == "trimmed" else "trimmed"
         other_driver = tree.Driver.AZURE_LEGACY if other == "legacy" else tree.Driver.AZURE_TRIMMED
         other_prefix = tree.key_prefix(other_driver, self.rootdirectory)
-        if self.has_entries(tree.V2) or not self._has_keys(other_prefix + tree.V2):
-            return None
+        if self.has_entries(tree.V2) or not self.has_keys(other_prefix + tree.V2):
+            return super().layout_hint()
         return (f"no registry data under {self.prefix + tree.V2!r}, but there is under {other_prefix + tree.V2!r}: "
                 f"it was written with the {other} root prefix (--azure-root-prefix {other}; "
                 f"registry config {ROOT_PREFIX_CONFIG[other]})")
 
-    def _has_keys(self, key_prefix: str) -> bool:
+    def has_keys(self, key_prefix: str) -> bool:
         with _errors(f"listing {self.container_name}/{key_prefix}"):
             return next(iter(self.container.list_blobs(name_starts_with=key_prefix, results_per_page=1)), None) is not None
 

@@ -123,8 +123,16 @@ class Storage(abc.ABC):
         return []
 
     def layout_hint(self) -> str | None:
-        """When the root holds no registry data, a one-line hint if it sits under another layout."""
-        return None
+        """When the root holds no registry data, a one-line hint if it sits under another layout
+        (for now: at the bucket root while a rootdirectory was given)."""
+        if not self.prefix or self.has_entries(tree.V2) or not self.has_keys(tree.V2):
+            return None
+        return (f"no registry data under {self.prefix + tree.V2!r}, but there is at the bucket root "
+                f"({tree.V2!r}): that registry has no rootdirectory; drop it from the location")
+
+    def has_keys(self, key_prefix: str) -> bool:
+        """Whether any object key (not registry path) starts with ``key_prefix``."""
+        return False
 
     def has_entries(self, prefix: str) -> bool:
         return next(iter(self.walk(prefix)), None) is not None

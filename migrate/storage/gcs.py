@@ -55,6 +55,11 @@ class GCSStorage(Storage):
         with _errors(f"bucket {self.bucket_name!r}", missing=BadInput):
             self.client.get_bucket(self.bucket_name, retry=self._retry)
 
+    def has_keys(self, key_prefix: str) -> bool:
+        with _errors(f"listing gs://{self.bucket_name}/{key_prefix}"):
+            return any(True for _ in self.client.list_blobs(self.bucket_name, prefix=key_prefix, max_results=1,
+                                                            retry=self._retry))
+
     def health(self) -> list[tuple[str, str]]:
         with _errors(f"bucket {self.bucket_name!r} settings"):
             bucket = self.client.get_bucket(self.bucket_name, retry=self._retry)

@@ -94,6 +94,10 @@ class S3Storage(Storage):
             with _errors(what, missing=BadInput):
                 raise
 
+    def has_keys(self, key_prefix: str) -> bool:
+        with _errors(f"listing s3://{self.bucket}/{key_prefix}"):
+            return bool(self.client.list_objects_v2(Bucket=self.bucket, Prefix=key_prefix, MaxKeys=1).get("KeyCount"))
+
     def abort_incomplete_uploads(self, keep: Callable[[str], bool]) -> int:
         """Abort multipart uploads left under the root by an interrupted copy (S3 keeps and bills
         them forever); uploads ``keep`` claims (the registry's own ``_uploads``) are left alone."""
