@@ -13,12 +13,12 @@ from migrate.compare import content_matches
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
 from migrate.plan import Action, Reason, decide
+from migrate.render import DIFFERENCE_LISTS
 from migrate.report import Report
 from migrate.storage.base import Entry, Storage
 from migrate.sync import preflight
 from migrate.transfer import JobGuard, WorkerPool
 
-DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
 
 
 @dataclass(frozen=True)

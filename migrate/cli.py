@@ -21,7 +21,7 @@ from migrate import __version__, redact, render
 from migrate.errors import RegmigError
 from migrate.progress import Progress
 from migrate.report import Report
-from migrate.cli_options import from_config, output_options, parse_size, resolve_locations, storage_options
+from migrate.cli_options import output_options, parse_size, resolve_locations, storage_options
 from migrate.config import snippet
 from migrate.cutover import AreaReport, PlanOptions, plan
 from migrate.doctor import doctor
@@ -112,7 +112,9 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
     """
     sides = resolve_locations(kw, locations, ("source", "destination"))
     report = Report()
-    with logging_to(kw["log_file"]), open_location(*sides["source"]) as src, open_location(*sides["destination"]) as dst:
+    source, destination = sides["source"], sides["destination"]
+    with (logging_to(kw["log_file"]), open_location(source.url, source.options) as src,
+          open_location(destination.url, destination.options) as dst):
         log.info("sync %s -> %s (%s)", src.url, dst.url, dst.root_description)
         sync_options = SyncOptions(
             delete=kw["delete"],
@@ -170,8 +172,8 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     report = Report()
     with contextlib.ExitStack() as stack:
         stack.enter_context(logging_to(kw["log_file"]))
-        src = stack.enter_context(open_location(*sides["source"])) if "source" in sides else None
-        dst = stack.enter_context(open_location(*sides["destination"]))
+        src = stack.enter_context(open_location(sides["source"].url, sides["source"].options)) if "source" in sides else None
+        dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
         if show_progress(kw["progress"]):
             stack.enter_context(Progress(report))
         result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
@@ -202,7 +204,7 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
     service supports it); objects with content are never touched. Exit 0 when clean afterwards.
     """
     target = resolve_locations(kw, locations, ("destination",))["destination"]
-    with logging_to(kw["log_file"]), open_location(*target) as storage:
+    with logging_to(kw["log_file"]), open_location(target.url, target.options) as storage:
         summary = markers.scan(storage, fix=kw["fix"])
     for item in summary["markers"]:
         log.info("marker %s: %s (%s)", item["action"], item["path"], item["kind"])
@@ -225,16 +227,15 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     times a few probe writes to the destination (removed again) to estimate the window.
     """
     sides = resolve_locations(kw, locations, ("source", "destination"))
-    readonly = None
-    if kw["from_config"]:
-        readonly = from_config(kw["from_config"], kw)[2].readonly
+    source_config = sides["source"].config
+    readonly = source_config.readonly if source_config else None
     report = AreaReport()
     options = PlanOptions(workers=kw["workers"], include_uploads=kw["include_uploads"], probe=not kw["no_probe"],
                           final=kw["final"], source_readonly=readonly)
     with contextlib.ExitStack() as stack:
         stack.enter_context(logging_to(kw["log_file"]))
-        src = stack.enter_context(open_location(*sides["source"]))
-        dst = stack.enter_context(open_location(*sides["destination"]))
+        src = stack.enter_context(open_location(sides["source"].url, sides["source"].options))
+        dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
         if show_progress(kw["progress"]):
             stack.enter_context(Progress(report))
         result = plan(src, dst, options, report)
@@ -255,7 +256,7 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     Gives config.yml's storage section and gitlab.rb's registry['storage'] block, for the
     read-only cut-over and for afterwards. Secrets are printed as placeholders, never values.
     """
-    url, options = resolve_locations(kw, locations, ("destination",))["destination"]
+    url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
     click.echo(snippet.render(url, options), nl=False)
     return 0
 
@@ -268,7 +269,7 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
 def doctor_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Check a destination before migrating: reachable, writable (probe objects, removed again),
     and settings that cause trouble later (versioning without a lifecycle rule, encryption)."""
-    url, options = resolve_locations(kw, locations, ("destination",))["destination"]
+    url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
     with logging_to(kw["log_file"]), open_location(url, options) as storage:
         summary = doctor(storage)
     emit(summary, kw["as_json"], render.doctor_text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 from click.core import ParameterSource
@@ -138,8 +138,16 @@ def from_config(path: str, kw: dict[str, Any]) -> tuple[str, LocationOptions, re
     return url, options, storage
 
 
+class Side(NamedTuple):
+    """One resolved location; ``config`` is the registry config it came from, if any."""
+
+    url: str
+    options: LocationOptions
+    config: registry_config.RegistryStorage | None = None
+
+
 def resolve_locations(kw: dict[str, Any], positional: tuple[str, ...], roles: tuple[str, ...],
-                      optional: tuple[str, ...] = ()) -> dict[str, tuple[str, LocationOptions]]:
+                      optional: tuple[str, ...] = ()) -> dict[str, Side]:
     """Match positional arguments and --from-config / --to-config to the command's roles.
 
     ``roles`` are in positional order ("source", "destination"); a role in ``optional`` may be
@@ -149,7 +157,7 @@ def resolve_locations(kw: dict[str, Any], positional: tuple[str, ...], roles: tu
     for role, config in configs.items():
         if config and role not in roles:
             raise BadInput(f"{'--from-config' if role == 'source' else '--to-config'} does not apply to this command")
-    resolved: dict[str, tuple[str, LocationOptions]] = {}
+    resolved: dict[str, Side] = {}
     remaining = list(positional)
     wanted = [role for role in roles if not configs.get(role)]
     skip = len(wanted) - len(remaining)
@@ -159,10 +167,9 @@ def resolve_locations(kw: dict[str, Any], positional: tuple[str, ...], roles: tu
     for role in roles:
         config = configs.get(role)
         if config:
-            url, options, _ = from_config(config, kw)
-            resolved[role] = (url, options)
+            resolved[role] = Side(*from_config(config, kw))
         elif role in optional and skip > 0:
             skip -= 1
         else:
-            resolved[role] = (remaining.pop(0), location_options(kw))
+            resolved[role] = Side(remaining.pop(0), location_options(kw))
     return resolved

@@ -6,6 +6,9 @@ from typing import Any
 
 from migrate.progress import human_bytes
 
+DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
+"""The per-object headings of verify, in the order they are shown."""
+
 SHOWN = 10
 """How many paths of each list the terminal shows; --json has them all (up to the report's cap)."""
 
@@ -54,8 +57,7 @@ def sync_text(summary: dict[str, Any]) -> str:
 def verify_text(summary: dict[str, Any]) -> str:
     counts = summary["counts"]
     lists = summary["lists"]
-    differences = sum(lists.get(name, {}).get("count", 0)
-                      for name in ("missing in destination", "extra in destination", "size differs", "content differs"))
+    differences = sum(lists.get(name, {}).get("count", 0) for name in DIFFERENCE_LISTS)
     defects = sum(len(group["findings"]) for group in summary["findings"])
     if summary["exit_code"] == 0:
         verdict = "verify OK: " + ("destination matches the source" if summary["source"] else "no defects found")
@@ -75,8 +77,7 @@ def verify_text(summary: dict[str, Any]) -> str:
         apart += (f", outside the registry tree: {counts['source_outside_registry']:,} source files, "
                   f"{counts['outside_registry']:,} destination objects")
     lines.append(apart)
-    lines += path_lists(lists, ["missing in destination", "extra in destination", "size differs", "content differs",
-                                "markers", "failures", "problems", "vanished"])
+    lines += path_lists(lists, [*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished"])
     if summary["deep"]:
         lines.append(f"registry semantics ({summary['deep']}): "
                      + ("consistent" if not summary["findings"] else f"{defects:,} defects"))

@@ -53,7 +53,7 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
-    if (options.delete and not source.is_local and not options.allow_object_source_delete
+    if (options.delete and not options.dry_run and not source.is_local and not options.allow_object_source_delete
             and destination.has_entries(tree.V2)):
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "

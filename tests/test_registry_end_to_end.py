@@ -13,7 +13,7 @@ import pytest
 
 import realregistry as rr
 from cli_runner import regmig
-from conftest import ACCESS_KEY, SECRET_KEY
+from conftest import ACCESS_KEY, SECRET_KEY, list_keys
 
 pytestmark = pytest.mark.registry
 ROOT = "/registry-root"
@@ -65,7 +65,7 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
     result = regmig("sync", str(root), f"s3://{bucket}{ROOT}", "--endpoint-url", s3_endpoint, "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["outcomes"]["uploaded"]["count"] > 20
-    assert not [k for k in rr_keys(s3, bucket) if not k.startswith("registry-root/docker/registry/v2/")]
+    assert not [k for k in list_keys(s3, bucket) if not k.startswith("registry-root/docker/registry/v2/")]
 
     with rr.running_registry(s3_storage(s3_endpoint, bucket), work) as migrated:
         assert rr.catalog(migrated) == list(expected)
@@ -94,11 +94,4 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
         assert rr.snapshot(migrated) == changed
         rr.pull(migrated, "library/alpine:latest", work)
         rr.pull(migrated, "library/alpine:3.20", work)
-
-
-def rr_keys(s3, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys += [obj["Key"] for obj in page.get("Contents", ())]
-    return keys
 

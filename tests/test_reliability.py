@@ -213,6 +213,10 @@ def test_swapped_source_and_destination_with_delete_is_refused(registry, s3, buc
     assert swapped.exit_code == 2
     assert "--allow-object-source-delete" in swapped.stderr
     assert local_files(registry.root) == before
+    preview = regmig("plan", url, registry.root, "--endpoint-url", s3_endpoint, "--no-probe", "--json")
+    assert preview.exit_code == 0, preview.stderr  # a dry run deletes nothing, so nothing to refuse
+    assert preview.json()["outcomes"]["would delete"]["count"] > 0
+    assert local_files(registry.root) == before
     confirmed = regmig("sync", url, registry.root, "--endpoint-url", s3_endpoint, "--delete",
                        "--allow-object-source-delete", "--max-delete", "-1")
     assert confirmed.exit_code == 0
