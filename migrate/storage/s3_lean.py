@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import botocore.exceptions
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest, AWSResponse, HTTPHeaders
+from botocore.auth import S3SigV4Auth, _host_from_url
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.httpsession import get_cert_path
 from botocore.parsers import RestXMLParser
 from botocore.retries.standard import (
@@ -49,6 +49,8 @@ class LeanS3:
         object_url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "k"}).split("?")[0]
         self._object_base = object_url[: -len("k")]
         self._bucket_url = client.generate_presigned_url("list_objects_v2", Params={"Bucket": bucket}).split("?")[0]
+        # The Host header as botocore's signer would derive it, computed once instead of per request.
+        self._host_header = _host_from_url(self._object_base)
         parts = urlsplit(self._object_base)
         self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
         self._timeout = client.meta.config.read_timeout
@@ -100,20 +102,26 @@ class LeanS3:
 
     def _send(self, method: str, url: str, body: bytes,
               headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, Exception | None]:
-        request = AWSRequest(method=method, url=url, data=body, headers=headers)
-        S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
+        signed = self.signed_headers(method, url, body, headers)
         path = url[url.index("/", len(self._scheme) + 3):]
         connection = self._connection()
         if self._before_send:
             self._before_send()  # the rate slot, taken as late as possible: right before the bytes go out
         try:
-            connection.request(method, path, body=body or None, headers=dict(request.headers.items()))
+            connection.request(method, path, body=body or None, headers=signed)
             response = connection.getresponse()
             payload = response.read()
-            return response.status, dict(response.getheaders()), payload, None
+            # Headers matter only to the error parser and the retry checks.
+            return response.status, dict(response.getheaders()) if response.status >= 300 else {}, payload, None
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             return 0, {}, b"", botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc)
+
+    def signed_headers(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+        """The request's headers with botocore's SigV4 signature added (fresh credentials each time)."""
+        request = _SignableRequest(method, url, body, {"Host": self._host_header, **headers})
+        S3SigV4Auth(self._credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
+        return dict(request.headers.items())
 
     def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
@@ -130,6 +138,47 @@ class LeanS3:
         parsed = self._parser.parse({"status_code": status, "headers": HTTPHeaders(headers), "body": payload}, None)
         parsed.setdefault("Error", {}).setdefault("Code", str(status))
         return parsed
+
+
+class _Headers:
+    """The part of botocore's HTTPHeaders its signer uses (case-insensitive get, set, delete, items),
+    kept in a plain dict: the email.message machinery behind HTTPHeaders cost a third of the signing."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._map = {name.lower(): (name, value) for name, value in headers.items()}
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._map
+
+    def __getitem__(self, name: str) -> str | None:
+        item = self._map.get(name.lower())
+        return None if item is None else item[1]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._map[name.lower()] = (name, value)
+
+    def __delitem__(self, name: str) -> None:
+        self._map.pop(name.lower(), None)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        item = self._map.get(name.lower())
+        return default if item is None else item[1]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._map.values())
+
+
+class _SignableRequest:
+    """What botocore's SigV4 signer reads and writes on a request, without AWSRequest's per-access
+    re-preparation of the body (its ``body`` property builds a prepared request each time)."""
+
+    def __init__(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.method = method
+        self.url = url
+        self.body = self.data = body
+        self.headers = _Headers(headers)
+        self.params: dict[str, str] = {}
+        self.context: dict[str, Any] = {}
 
 
 def lean_path_usable() -> bool:
