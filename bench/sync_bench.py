@@ -6,10 +6,13 @@ so each tool runs as a child process and its user+sys CPU and peak RSS come from
 
     python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB --memory-objects 1000000
 
-Tools: regmig, regmig-full (the same with its lean S3 path off: the row that justifies it),
-aws (AWS CLI v2 from Debian), rclone (Debian). Phases: initial copy, delta (1% of links
-changed, 0.5% deleted, 1% added; each tool syncs its own bucket with --delete), and memory
-(listing and planning only, dry run, of a generated tree against an empty bucket).
+Tools: regmig (keeping a --state file, as the runbooks do), regmig-listing (no state file: it lists
+the destination every pass), regmig-full (regmig with its lean S3 path off: the row that justifies
+it), aws (AWS CLI v2 from Debian), rclone (Debian). Phases: initial copy; delta (1% of links
+changed, 0.5% deleted, 1% added; each tool syncs its own bucket with --delete); check (the
+completeness check that follows in the read-only window: regmig verify, the recipe's
+``aws s3 ls --recursive | wc -l``, rclone check); memory (listing and planning only, dry run, of a
+generated tree against an empty bucket).
 """
 
 from __future__ import annotations
@@ -78,11 +81,20 @@ def child_env(endpoint: str) -> dict[str, str]:
     return env
 
 
+REGMIG_TOOLS = ("regmig", "regmig-listing", "regmig-full")
+
+
+def regmig_binary() -> str:
+    return shutil.which("regmig", path=str(Path(sys.executable).parent)) or "regmig"
+
+
 def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool, dry_run: bool = False) -> list[str]:
-    if tool in ("regmig", "regmig-full"):
-        regmig = shutil.which("regmig", path=str(Path(sys.executable).parent)) or "regmig"
-        return [regmig, "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint, "--no-progress",
-                *(["--delete", "--max-delete", "-1"] if delete else []), *(["--dry-run"] if dry_run else [])]
+    if tool in REGMIG_TOOLS:
+        # regmig and regmig-full keep a state file (the documented workflow); regmig-listing lists
+        # the destination on every pass: the row that shows what the state file buys.
+        state = ["--state", str(tree.parent / f"state-{tool}")] if tool != "regmig-listing" and not dry_run else []
+        return [regmig_binary(), "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint, "--no-progress",
+                *(["--delete", "--max-delete", "-1"] if delete else []), *(["--dry-run"] if dry_run else []), *state]
     if tool == "aws":
         return ["/usr/bin/aws", "s3", "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint,
                 "--only-show-errors", "--no-progress", *(["--delete"] if delete else []),
@@ -90,6 +102,16 @@ def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool, dr
     if tool == "rclone":
         return ["rclone", "sync", str(tree), f"bench:{bucket}", "--stats", "0", *(["--dry-run"] if dry_run else [])]
     raise ValueError(tool)
+
+
+def check_command(tool: str, tree: Path, bucket: str, endpoint: str) -> list[str]:
+    """The completeness check after the final pass, also in the read-only window: regmig verify,
+    and for aws the documented recipe's count of the bucket (``aws s3 ls --recursive | wc -l``)."""
+    if tool in REGMIG_TOOLS:
+        return [regmig_binary(), "verify", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint]
+    if tool == "aws":
+        return ["sh", "-c", f"/usr/bin/aws s3 ls --recursive s3://{bucket} --endpoint-url {endpoint} | wc -l"]
+    return ["rclone", "check", str(tree), f"bench:{bucket}", "--size-only"]
 
 
 def tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
@@ -146,7 +168,7 @@ def main() -> int:
     parser.add_argument("--links", type=int, default=20000)
     parser.add_argument("--blobs", type=int, default=20)
     parser.add_argument("--blob-size", default="5MiB")
-    parser.add_argument("--tools", default="regmig,regmig-full,aws,rclone")
+    parser.add_argument("--tools", default="regmig,regmig-listing,regmig-full,aws,rclone")
     parser.add_argument("--no-delta", action="store_true", help="skip the delta (read-only window) pass")
     parser.add_argument("--delta-tools", help="tools in the delta pass (default: all); rclone's takes ~13 min here")
     parser.add_argument("--memory-objects", type=int, default=0,
@@ -185,7 +207,7 @@ def main() -> int:
         for tool in tools:
             bucket = f"bench-{tool}"
             s3.create_bucket(Bucket=bucket)
-            trees[tool] = work / f"tree-{tool}"
+            trees[tool] = work / tool / "tree"
             shutil.copytree(source, trees[tool], copy_function=shutil.copy2)
             rows.append(measure(tool, "initial", commands(tool, trees[tool], bucket, endpoint, False), env,
                                 server.pid, objects))
@@ -194,6 +216,9 @@ def main() -> int:
             for tool in [t for t in (args.delta_tools or args.tools).split(",") if t in tools]:
                 changed = mutate(trees[tool])
                 rows.append(measure(tool, "delta", commands(tool, trees[tool], f"bench-{tool}", endpoint, True), env,
+                                    server.pid, changed))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+                rows.append(measure(tool, "check", check_command(tool, trees[tool], f"bench-{tool}", endpoint), env,
                                     server.pid, changed))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
         if args.memory_objects:

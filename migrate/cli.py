@@ -99,6 +99,9 @@ def main() -> None:
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
 @click.option("--allow-object-source-delete", is_flag=True,
               help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
+@click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Record what DESTINATION holds after a clean pass; the next pass reads FILE instead of "
+                   "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
 @storage_options
 @output_options
 @handles_errors
@@ -123,6 +126,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             include_uploads=kw["include_uploads"],
             allow_object_source_delete=kw["allow_object_source_delete"],
             workers=kw["workers"],
+            state_path=kw["state_path"],
         )
         if show_progress(kw["progress"]):
             with Progress(report):
@@ -217,6 +221,8 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
 @click.option("--final", is_flag=True, help="This is the final pass: check the source registry is read-only.")
 @click.option("--no-probe", is_flag=True, help="Do not write probe objects (no read-only window estimate).")
 @click.option("--include-uploads", is_flag=True, help="Count _uploads as sync --include-uploads would.")
+@click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Read DESTINATION from the sync --state FILE, as the final pass will (left unchanged).")
 @storage_options
 @output_options
 @handles_errors
@@ -231,7 +237,7 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     readonly = source_config.readonly if source_config else None
     report = AreaReport()
     options = PlanOptions(workers=kw["workers"], include_uploads=kw["include_uploads"], probe=not kw["no_probe"],
-                          final=kw["final"], source_readonly=readonly)
+                          final=kw["final"], source_readonly=readonly, state_path=kw["state_path"])
     with contextlib.ExitStack() as stack:
         stack.enter_context(logging_to(kw["log_file"]))
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options))

@@ -47,11 +47,13 @@ class PlanOptions:
     final: bool = False
     source_readonly: bool | None = None
     """From the source registry config, when one was given."""
+    state_path: str | None = None
 
 
 def plan(source: Storage, destination: Storage, options: PlanOptions, report: AreaReport) -> dict[str, Any]:
     sync(source, destination, SyncOptions(delete=True, dry_run=True, max_delete=-1, workers=options.workers,
-                                          include_uploads=options.include_uploads), report)
+                                          include_uploads=options.include_uploads, state_path=options.state_path),
+         report)
     scan_seconds = report.elapsed()
     flags = []
     if (hint := destination.layout_hint()) is not None:

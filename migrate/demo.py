@@ -84,10 +84,11 @@ def demo(endpoint: str, env: dict[str, str]) -> int:
     files = sorted(p for p in source.rglob("*") if p.is_file())
     print(f"{len(files)} files, including an unfinished upload (not copied) and a 12 MiB layer (multipart)")
     dest = f"s3://{BUCKET}/{ROOT}"
+    state = ("--state", str(WORK / "regmig.state"))  # what the bucket holds after each clean pass
     failures = 0
 
-    step("1. Copy while the registry is online")
-    failures += run("sync", str(source), dest, env=env) != 0
+    step("1. Copy while the registry is online (--state records what the bucket then holds)")
+    failures += run("sync", str(source), dest, *state, env=env) != 0
 
     step("2. Registry keeps working: a tag is re-pushed, another is deleted")
     tags = source / "docker/registry/v2/repositories/library/alpine/_manifests/tags"
@@ -96,14 +97,14 @@ def demo(endpoint: str, env: dict[str, str]) -> int:
     registry.image("library/alpine", "edge", [b"a new layer pushed during the migration"])
     print("re-pointed library/alpine:latest, untagged team-a/tools:2026.11, pushed library/alpine:edge")
 
-    step("3. Read-only window: preview, then the final pass with --delete")
-    failures += run("sync", str(source), dest, "--delete", "--dry-run", env=env) != 0
-    failures += run("sync", str(source), dest, "--delete", env=env) != 0
+    step("3. Read-only window: preview, then the final pass with --delete (reads --state, lists no bucket)")
+    failures += run("sync", str(source), dest, *state, "--delete", "--dry-run", env=env) != 0
+    failures += run("sync", str(source), dest, *state, "--delete", env=env) != 0
 
     step("4. A second final pass changes nothing")
-    failures += run("sync", str(source), dest, "--delete", env=env) != 0
+    failures += run("sync", str(source), dest, *state, "--delete", env=env) != 0
 
-    step("5. Prove the copy: object counts (excluding _uploads), every object, registry semantics")
+    step("5. Prove the copy (lists both sides): object counts (excluding _uploads), every object, registry semantics")
     failures += run("verify", str(source), dest, "--deep", env=env) != 0
 
     step("6. A bucket copy by another tool left zero-byte directory markers (nameless tags)")

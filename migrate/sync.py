@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrate import tree
+from migrate import state, tree
 from migrate.errors import BadInput
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
@@ -20,6 +23,9 @@ from migrate.transfer import Copier, WorkerPool
 UPLOAD_BATCH = 8
 """Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
 lowering the number of requests in flight (each worker still has one at a time)."""
+INLINE_READ = 4096
+"""Local files up to this size (link files) are read on the listing thread: the bytes hashed for the
+state record are then the bytes uploaded, and the worker queue holds at most a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -36,6 +42,8 @@ class SyncOptions:
     workers: int = 64
     small_limit: int = 1024 * 1024
     """Files below this are read whole into memory; larger ones stream (memory stays bounded)."""
+    state_path: str | None = None
+    """Read the destination from this record of the last clean pass, and write a new one (see migrate.state)."""
 
 
 def preflight(source: Storage, destination: Storage, *, require_registry: bool = True) -> None:
@@ -58,22 +66,46 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
                        f"the registry; confirm with --allow-object-source-delete")
+    if options.state_path and source.is_local and \
+            os.path.abspath(options.state_path).startswith(os.path.join(source.rootdirectory, "")):
+        raise BadInput(f"--state {options.state_path} is inside the source tree: it would be copied; put it elsewhere")
     if not options.dry_run:
         aborted = destination.abort_incomplete_uploads(keep=lambda path: tree.is_excluded(path))
         if aborted:
             report.note(f"aborted {aborted} unfinished multipart uploads left by an interrupted run")
+    ident = state.identity(destination, options.include_uploads)
+    # The new record's file first: a state directory that cannot be written fails before the old record goes.
+    writer = state.StateWriter(options.state_path, ident) if options.state_path and not options.dry_run else None
+    try:
+        recorded = state.open_state(options.state_path, ident, consume=not options.dry_run) \
+            if options.state_path else None
+        if recorded is not None:
+            report.note(f"destination not listed: read from the state file of the pass at {recorded[0]} "
+                        f"(--state); run verify, which lists both sides, before switching the registry over")
+        _copy_pass(source, destination, options, report, recorded[1] if recorded else None, writer)
+    except BaseException:
+        if writer:
+            writer.discard()
+        raise
+    if writer:
+        _finish_state(writer, report)
+
+
+def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, report: Report,
+               recorded: Iterator[Entry] | None, writer: state.StateWriter | None) -> None:
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
     source_entries = read_ahead(registry_entries(
         source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True,
         on_excluded=lambda e: report.record("not copied", tree.classify(e.path).kind.value, e.path, e.size)))
-    destination_entries = read_ahead(
-        registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False)
-    )
+    destination_entries = read_ahead(recorded if recorded is not None else
+                                     registry_entries(destination.walk(), include_uploads=options.include_uploads,
+                                                      skip_markers=False))
+    remember = writer.add if writer else (lambda entry: None)
     source_count = 0
     extras = Tally()
-    uploads: list[tuple[str, Entry, str]] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
         with WorkerPool(options.workers) as pool:
+            batches = _Batches(pool, copier)
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one()
                 source_count += src is not None
@@ -83,25 +115,36 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                     report.planned(src.size)
                     if options.dry_run:  # nothing to do but count: no worker needed
                         report.record("would upload", reason.value, path, src.size)
-                    elif src.size < options.small_limit:
-                        uploads.append((path, src, reason.value))
-                        if len(uploads) == UPLOAD_BATCH:
-                            pool.submit(copier.upload_batch, uploads)
-                            uploads = []
+                    elif source.is_local and src.size <= INLINE_READ and not tree.is_content_addressed(path):
+                        data = copier.read_inline(path)
+                        if data is not None:
+                            remember(Entry(path, len(data), hashlib.md5(data).hexdigest()))
+                            batches.put(path, data, reason.value)
                     else:
-                        pool.submit(copier.upload, path, src, reason.value)
+                        # Only content-addressed paths (equal size, equal content) get no MD5 here: any
+                        # other path's listed MD5 may be older than the bytes the worker reads.
+                        remember(Entry(path, src.size))
+                        batches.upload(path, src, reason.value, small=src.size < options.small_limit)
                 elif action is Action.CHECK:
                     assert src is not None and dst is not None
                     if source.is_local and dst.md5 is not None:
                         changed = copier.check_inline(path, dst)
-                        if changed is not None:
+                        if changed is None:
+                            remember(dst)
+                        else:
+                            remember(Entry(path, len(changed), hashlib.md5(changed).hexdigest()))
                             pool.submit(copier.put_changed, path, changed)
                     else:
+                        remember(Entry(path, dst.size))  # the worker's verdict is not known here
                         pool.submit(copier.check, path, dst)
                 elif action is Action.SKIP:
+                    assert dst is not None
+                    remember(dst)
                     report.record("skipped", reason.value, path, src.size if src else 0)
                 elif action is Action.KEEP:
-                    report.record("kept", reason.value, path, dst.size if dst else 0, list_as="kept")
+                    assert dst is not None
+                    remember(dst)
+                    report.record("kept", reason.value, path, dst.size, list_as="kept")
                 elif action is Action.DELETE:
                     assert dst is not None
                     extras.count += 1
@@ -109,12 +152,58 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
                     if options.delete:
                         delete_spool.write(json.dumps([path, dst.size]) + "\n")
                     else:
+                        remember(dst)
                         report.record("not deleted", "no --delete", path, dst.size)
-            if uploads:
-                pool.submit(copier.upload_batch, uploads)
+            batches.flush()
             report.listing_finished = True
         if options.delete and extras.count:
             _delete_extras(delete_spool, extras, source_count, options, copier, report)
+
+
+class _Batches:
+    """Small uploads go to workers eight at a time; large ones one each."""
+
+    def __init__(self, pool: WorkerPool, copier: Copier) -> None:
+        self._pool = pool
+        self._copier = copier
+        self._entries: list[tuple[str, Entry, str]] = []
+        self._bytes: list[tuple[str, bytes, str]] = []
+
+    def upload(self, path: str, src: Entry, reason: str, *, small: bool) -> None:
+        if not small:
+            self._pool.submit(self._copier.upload, path, src, reason)
+            return
+        self._entries.append((path, src, reason))
+        if len(self._entries) == UPLOAD_BATCH:
+            self._pool.submit(self._copier.upload_batch, self._entries)
+            self._entries = []
+
+    def put(self, path: str, data: bytes, reason: str) -> None:
+        self._bytes.append((path, data, reason))
+        if len(self._bytes) == UPLOAD_BATCH:
+            self._pool.submit(self._copier.put_batch, self._bytes)
+            self._bytes = []
+
+    def flush(self) -> None:
+        if self._entries:
+            self._pool.submit(self._copier.upload_batch, self._entries)
+        if self._bytes:
+            self._pool.submit(self._copier.put_batch, self._bytes)
+
+
+def _finish_state(writer: state.StateWriter, report: Report) -> None:
+    """A record is kept only when every planned change happened: otherwise it would lie."""
+    unclean = [f"{report.count(name)} {name}" for name in ("failures", "problems", "vanished") if report.count(name)]
+    if report.delete_refusal:
+        unclean.append("deletions refused")
+    if not writer.usable:
+        unclean.append("a key holds a tab or newline")
+    if unclean:
+        writer.discard()
+        report.note(f"no state file written ({', '.join(unclean)}): the next pass lists the destination")
+        return
+    writer.commit()
+    report.note(f"state file written: {writer.path} ({writer.count:,} entries)")
 
 
 def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOptions, copier: Copier,

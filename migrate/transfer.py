@@ -59,6 +59,20 @@ class Copier:
         for path, src, reason in batch:
             self.upload(path, src, reason)
 
+    def read_inline(self, path: str) -> bytes | None:
+        """A small local file read on the listing thread, so the bytes hashed for the state record
+        are exactly the bytes uploaded. None when it vanished or could not be read (recorded)."""
+        with self._guard(path):
+            return self.source.read(path)
+        return None
+
+    def put_batch(self, batch: list[tuple[str, bytes, str]]) -> None:
+        """Upload bytes already read (see ``read_inline``)."""
+        for path, data, reason in batch:
+            with self._guard(path):
+                self.destination.put(path, data, len(data))
+                self.report.record(self._copied, reason, path, len(data))
+
     def check(self, path: str, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
         data = self.check_inline(path, dst)

@@ -107,6 +107,25 @@ def test_kill_during_deletes_then_rerun_converges(registry, s3, bucket, s3_endpo
     assert list_keys(s3, bucket) == expected(registry.root, "r/")
 
 
+def test_kill_during_a_pass_from_state_leaves_no_record_and_the_rerun_lists(registry, s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]
+                                                                            tmp_path) -> None:
+    url, state = f"s3://{bucket}/r", tmp_path / "dest.state"
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", str(state)).exit_code == 0
+    shutil.rmtree(Path(registry.root, "docker/registry/v2/repositories/library"))
+    faults = stall_once(lambda m, p: m == "POST" and "delete" in p)
+    with FaultProxy(s3_endpoint, faults) as proxy:
+        process = start(["sync", registry.root, url, "--endpoint-url", proxy.url, "--delete", "--state", str(state)],
+                        tmp_path / "4.log")
+        kill_when_stalled(process, faults, tmp_path / "4.log")
+    assert not state.exists()  # consumed when the pass began: it no longer describes the bucket
+    rerun = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--delete", "--state", str(state),
+                   "--json")
+    assert rerun.exit_code == 0
+    assert not any(note.startswith("destination not listed") for note in rerun.json()["notes"])
+    assert list_keys(s3, bucket) == expected(registry.root, "r/")
+    assert state.exists()
+
+
 # --- 2. server faults, 3. throttling ------------------------------------------------------------
 
 def test_five_percent_faults_are_retried_to_a_clean_copy(registry, s3, bucket, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
