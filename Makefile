@@ -27,7 +27,8 @@ demo: install
 bench: install
 	bash bench/install-peers.sh
 	$(BIN)/python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB \
-		--delta-tools regmig,regmig-listing,regmig-full,aws --memory-objects 1000000 --memory-tools regmig,aws
+		--delta-tools regmig,regmig-listing,regmig-full,aws --large-blobs 8 --large-blob-size 64MiB \
+		--memory-objects 1000000 --memory-tools regmig,aws
 
 docs: install
 	$(BIN)/python -m migrate.clidoc > docs/cli.md

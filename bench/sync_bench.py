@@ -11,8 +11,9 @@ the destination every pass), regmig-full (regmig with its lean S3 path off: the 
 it), aws (AWS CLI v2 from Debian), rclone (Debian). Phases: initial copy; delta (1% of links
 changed, 0.5% deleted, 1% added; each tool syncs its own bucket with --delete); check (the
 completeness check that follows in the read-only window: regmig verify, the recipe's
-``aws s3 ls --recursive | wc -l``, rclone check); memory (listing and planning only, dry run, of a
-generated tree against an empty bucket).
+``aws s3 ls --recursive | wc -l``, rclone check); blobs (large blobs only, every tool with the same
+multipart chunk size); memory (listing and planning only, dry run, of a generated tree against an
+empty bucket).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Row:
     peak_rss_mb: float
     objects_per_s: float
     exit_code: int
+    mib_per_s: float = 0.0
+    """Only in the large-blob phase: bytes copied per second of wall time."""
 
 
 def free_port() -> int:
@@ -104,6 +107,22 @@ def commands(tool: str, tree: Path, bucket: str, endpoint: str, delete: bool, dr
     raise ValueError(tool)
 
 
+def large_blob_command(tool: str, tree: Path, bucket: str, endpoint: str, chunk: str, env: dict[str, str]) -> list[str]:
+    """Every tool with the same multipart chunk size (and threshold), else its own defaults."""
+    if tool in REGMIG_TOOLS:
+        return [regmig_binary(), "sync", str(tree), f"s3://{bucket}", "--endpoint-url", endpoint, "--no-progress",
+                "--chunk-size", chunk]
+    if tool == "aws":
+        config = tree.parent / "aws-config"
+        aws_size = chunk.replace("MiB", "MB")  # the AWS CLI's MB are MiB
+        config.write_text(f"[default]\ns3 =\n  multipart_threshold = {aws_size}\n  multipart_chunksize = {aws_size}\n")
+        env["AWS_CONFIG_FILE"] = str(config)
+        return commands(tool, tree, bucket, endpoint, False)
+    rclone_size = chunk.replace("MiB", "Mi")
+    return [*commands(tool, tree, bucket, endpoint, False), "--s3-chunk-size", rclone_size,
+            "--s3-upload-cutoff", rclone_size]
+
+
 def check_command(tool: str, tree: Path, bucket: str, endpoint: str) -> list[str]:
     """The completeness check after the final pass, also in the read-only window: regmig verify,
     and for aws the documented recipe's count of the bucket (``aws s3 ls --recursive | wc -l``)."""
@@ -118,7 +137,8 @@ def tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
     return {**env, "REGMIG_S3_LEAN": "0"} if tool == "regmig-full" else env
 
 
-def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_pid: int, objects: int) -> Row:
+def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_pid: int, objects: int,
+            size: int = 0) -> Row:
     """Runs one tool under GNU time: a forked child's own max RSS would include this (large)
     process's pages from before exec, so the peak RSS comes from time's small process instead."""
     env = tool_env(tool, env)
@@ -134,7 +154,39 @@ def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_
     cpu = float(user) + float(system)
     return Row(tool, phase, objects, round(wall, 2), round(cpu, 2), round(1000 * cpu / max(objects, 1), 3),
                round(process_cpu(server_pid) - server_before, 2), round(int(peak_kib) / 1024, 1),
-               round(objects / wall, 1), child.returncode)
+               round(objects / wall, 1), child.returncode, round(size / wall / 2**20, 1))
+
+
+class S3Server:
+    """moto's S3 server in its own process on a free port, with a client and the tools' environment."""
+
+    def __enter__(self) -> S3Server:
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+        self._process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        self.pid = self._process.pid
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                                   aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                                   aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
+        self.env = child_env(self.endpoint)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._process.terminate()
+        self._process.wait()
+
+
+def record(rows: list[Row], row: Row) -> None:
+    rows.append(row)
+    print(table([row]).splitlines()[-1], flush=True)
 
 
 def mutate(tree: Path, seed: int = 2) -> int:
@@ -154,12 +206,13 @@ def mutate(tree: Path, seed: int = 2) -> int:
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'tool':<8} {'phase':<8} {'objects':>8} {'wall s':>8} {'cpu s':>8} {'cpu ms/obj':>10} " \
-           f"{'server s':>9} {'rss MB':>7} {'obj/s':>7} exit"
+    head = f"{'tool':<14} {'phase':<8} {'objects':>8} {'wall s':>8} {'cpu s':>8} {'cpu ms/obj':>10} " \
+           f"{'server s':>9} {'rss MB':>7} {'obj/s':>7} {'MiB/s':>6} exit"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.tool:<8} {r.phase:<8} {r.objects:>8} {r.wall_s:>8} {r.client_cpu_s:>8} "
-                     f"{r.cpu_ms_per_object:>10} {r.server_cpu_s:>9} {r.peak_rss_mb:>7} {r.objects_per_s:>7} {r.exit_code}")
+        lines.append(f"{r.tool:<14} {r.phase:<8} {r.objects:>8} {r.wall_s:>8} {r.client_cpu_s:>8} "
+                     f"{r.cpu_ms_per_object:>10} {r.server_cpu_s:>9} {r.peak_rss_mb:>7} {r.objects_per_s:>7} "
+                     f"{r.mib_per_s or '':>6} {r.exit_code}")
     return "\n".join(lines)
 
 
@@ -174,6 +227,10 @@ def main() -> int:
     parser.add_argument("--memory-objects", type=int, default=0,
                         help="objects in the memory pass (dry run of a generated tree); 0 skips it")
     parser.add_argument("--memory-tools", default="regmig,aws,rclone")
+    parser.add_argument("--large-blobs", type=int, default=0, help="blobs in the large-blob phase; 0 skips it")
+    parser.add_argument("--large-blob-size", default="64MiB")
+    parser.add_argument("--chunk-size", default="8MiB", help="the multipart chunk size all tools use there")
+    parser.add_argument("--large-tools", default="regmig,aws,rclone")
     args = parser.parse_args()
 
     tools = [t for t in args.tools.split(",") if t]
@@ -187,55 +244,47 @@ def main() -> int:
     objects = bulk_registry(str(source), args.links, args.blobs, parse_size(args.blob_size))
     print(f"tree: {objects} objects ({args.links} links of 71 bytes, {args.blobs} x {args.blob_size} blobs)")
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
-        env = child_env(endpoint)
-        rows: list[Row] = []
-        trees = {}
-        for tool in tools:
-            bucket = f"bench-{tool}"
-            s3.create_bucket(Bucket=bucket)
-            trees[tool] = work / tool / "tree"
-            shutil.copytree(source, trees[tool], copy_function=shutil.copy2)
-            rows.append(measure(tool, "initial", commands(tool, trees[tool], bucket, endpoint, False), env,
-                                server.pid, objects))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
-        if not args.no_delta:
-            for tool in [t for t in (args.delta_tools or args.tools).split(",") if t in tools]:
-                changed = mutate(trees[tool])
-                rows.append(measure(tool, "delta", commands(tool, trees[tool], f"bench-{tool}", endpoint, True), env,
-                                    server.pid, changed))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
-                rows.append(measure(tool, "check", check_command(tool, trees[tool], f"bench-{tool}", endpoint), env,
-                                    server.pid, changed))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
-        if args.memory_objects:
-            big = work / "memory"
-            started = time.monotonic()
-            count = bulk_registry(str(big), args.memory_objects, 0, 0, repositories=1000)
-            print(f"memory pass: generated {count} files in {time.monotonic() - started:.0f} s", flush=True)
-            s3.create_bucket(Bucket="bench-memory")
+    rows: list[Row] = []
+    delta_tools = [] if args.no_delta else [t for t in (args.delta_tools or args.tools).split(",") if t in tools]
+    for tool in tools:
+        # Each tool gets a fresh server: moto slows down as it holds more objects, and no tool
+        # should pay for the buckets of the tools before it.
+        with S3Server() as server:
+            tree = work / tool / "tree"
+            shutil.copytree(source, tree, copy_function=shutil.copy2)
+            server.client.create_bucket(Bucket="bench")
+            record(rows, measure(tool, "initial", commands(tool, tree, "bench", server.endpoint, False), server.env,
+                                 server.pid, objects))
+            if tool in delta_tools:
+                changed = mutate(tree)
+                record(rows, measure(tool, "delta", commands(tool, tree, "bench", server.endpoint, True), server.env,
+                                     server.pid, changed))
+                record(rows, measure(tool, "check", check_command(tool, tree, "bench", server.endpoint), server.env,
+                                     server.pid, changed))
+        shutil.rmtree(work / tool)
+    if args.large_blobs:
+        large = work / "large" / "tree"
+        size = parse_size(args.large_blob_size)
+        count = bulk_registry(str(large), 0, args.large_blobs, size)
+        for tool in [t for t in args.large_tools.split(",") if t]:
+            with S3Server() as server:
+                server.client.create_bucket(Bucket="bench")
+                blob_env = dict(server.env)
+                argv = large_blob_command(tool, large, "bench", server.endpoint, args.chunk_size, blob_env)
+                record(rows, measure(tool, "blobs", argv, blob_env, server.pid, count, count * size))
+    if args.memory_objects:
+        big = work / "memory"
+        started = time.monotonic()
+        count = bulk_registry(str(big), args.memory_objects, 0, 0, repositories=1000)
+        print(f"memory pass: generated {count} files in {time.monotonic() - started:.0f} s", flush=True)
+        with S3Server() as server:
+            server.client.create_bucket(Bucket="bench")
             for tool in [t for t in args.memory_tools.split(",") if t]:
-                rows.append(measure(tool, "memory", commands(tool, big, "bench-memory", endpoint, True, dry_run=True),
-                                    env, server.pid, count))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
-    finally:
-        server.terminate()
-        server.wait()
+                record(rows, measure(tool, "memory", commands(tool, big, "bench", server.endpoint, True, dry_run=True),
+                                     server.env, server.pid, count))
     print()
-    print(table(rows))
+    phases = ["initial", "delta", "check", "blobs", "memory"]
+    print(table(sorted(rows, key=lambda r: phases.index(r.phase))))
     summary = {"command": " ".join(sys.argv), "objects": objects, "rows": [asdict(r) for r in rows]}
     out = HERE / "results" / "latest.json"
     out.write_text(json.dumps(summary, indent=2))

@@ -24,8 +24,10 @@ UPLOAD_BATCH = 8
 """Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
 lowering the number of requests in flight (each worker still has one at a time)."""
 INLINE_READ = 4096
-"""Local files up to this size (link files) are read on the listing thread: the bytes hashed for the
-state record are then the bytes uploaded, and the worker queue holds at most a few MiB of them."""
+"""Local files up to this size (link files) are hashed by the walk, so a pass compares them with the
+destination's MD5 without another read. One that must be uploaded is read again on the listing
+thread: the MD5 kept for the state record is then that of the very bytes sent, and the worker
+queue holds at most a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -95,7 +97,8 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                recorded: Iterator[Entry] | None, writer: state.StateWriter | None) -> None:
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
     source_entries = read_ahead(registry_entries(
-        source.walk(on_problem=report.problem), include_uploads=options.include_uploads, skip_markers=True,
+        source.walk(on_problem=report.problem, hash_limit=INLINE_READ), include_uploads=options.include_uploads,
+        skip_markers=True,
         on_excluded=lambda e: report.record("not copied", tree.classify(e.path).kind.value, e.path, e.size)))
     destination_entries = read_ahead(recorded if recorded is not None else
                                      registry_entries(destination.walk(), include_uploads=options.include_uploads,
@@ -114,7 +117,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                     assert src is not None
                     report.planned(src.size)
                     if options.dry_run:  # nothing to do but count: no worker needed
-                        report.record("would upload", reason.value, path, src.size)
+                        copier.record_upload(reason.value, path, src.size)
                     elif source.is_local and src.size <= INLINE_READ and not tree.is_content_addressed(path):
                         data = copier.read_inline(path)
                         if data is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from migrate.compare import content_matches
 from migrate.errors import ObjectMissing, RegmigError
+from migrate.plan import Reason
 from migrate.report import Report
 from migrate.storage.base import Entry, Storage
 
@@ -53,7 +54,7 @@ class Copier:
                 with self.source.open(path) as stream:
                     self.destination.put(path, stream, src.size)
                 size = src.size
-            self.report.record(self._copied, reason, path, size)
+            self.record_upload(reason, path, size)
 
     def upload_batch(self, batch: list[tuple[str, Entry, str]]) -> None:
         for path, src, reason in batch:
@@ -71,7 +72,7 @@ class Copier:
         for path, data, reason in batch:
             with self._guard(path):
                 self.destination.put(path, data, len(data))
-                self.report.record(self._copied, reason, path, len(data))
+                self.record_upload(reason, path, len(data))
 
     def check(self, path: str, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
@@ -94,7 +95,12 @@ class Copier:
         with self._guard(path):
             if not self.dry_run:
                 self.destination.put(path, data, len(data))
-            self.report.record(self._copied, "content differs", path, len(data), list_as="changed")
+            self.record_upload(Reason.CONTENT.value, path, len(data))
+
+    def record_upload(self, reason: str, path: str, size: int) -> None:
+        """An upload (or, in a dry run, the upload that would happen); changed objects are also listed."""
+        self.report.record(self._copied, reason, path, size,
+                           list_as="changed" if reason == Reason.CONTENT.value else None)
 
     def delete_batch(self, batch: list[tuple[str, int]]) -> None:
         outcome = "would delete" if self.dry_run else "deleted"

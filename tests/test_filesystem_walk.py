@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -57,3 +58,24 @@ def test_put_and_delete_prune_empty_directories(tmp_path: Path) -> None:
     assert (tmp_path / "x" / "other").exists()
     with pytest.raises(StorageError):
         storage.put("../escape", b"1", 1)
+
+
+def test_walk_hashes_small_files_only_when_asked(tmp_path: Path) -> None:
+    link = b"sha256:" + b"ab" * 32
+    touch(tmp_path, "r/_layers/sha256/ab/link", link)
+    touch(tmp_path, "blobs/data", b"y" * 5000)
+    touch(tmp_path, "empty", b"")
+    plain = {e.path: e for e in FilesystemStorage(str(tmp_path)).walk()}
+    assert all(e.md5 is None for e in plain.values())
+    hashed = {e.path: e for e in FilesystemStorage(str(tmp_path)).walk(hash_limit=4096)}
+    assert hashed["r/_layers/sha256/ab/link"].md5 == hashlib.md5(link).hexdigest()
+    assert hashed["r/_layers/sha256/ab/link"].size == 71
+    assert hashed["empty"].md5 == hashlib.md5(b"").hexdigest()
+    assert hashed["blobs/data"].md5 is None and hashed["blobs/data"].size == 5000
+
+
+def test_a_root_that_is_a_symbolic_link_is_walked(tmp_path: Path) -> None:
+    """Registry data moved to another disk and linked back: the root is followed, links below it are not."""
+    touch(tmp_path / "disk", "docker/registry/v2/x", b"1")
+    os.symlink(tmp_path / "disk", tmp_path / "registry")
+    assert [e.path for e in FilesystemStorage(str(tmp_path / "registry")).walk()] == ["docker/registry/v2/x"]

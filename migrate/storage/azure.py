@@ -85,7 +85,7 @@ class AzureStorage(Storage):
         with _errors(f"listing {self.container_name}/{key_prefix}"):
             return next(iter(self.container.list_blobs(name_starts_with=key_prefix, results_per_page=1)), None) is not None
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         root = self.prefix
         with _errors(f"listing {self.container_name}/{root + prefix}", missing=BadInput):
             for blob in self.container.list_blobs(name_starts_with=root + prefix, results_per_page=5000):

@@ -69,10 +69,12 @@ class Storage(abc.ABC):
         return f"{self.driver.value} driver, rootdirectory {self.rootdirectory or '(none)'!r}, keys start {self.prefix or '(bucket root)'!r}"
 
     @abc.abstractmethod
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         """Yield every entry whose path starts with ``prefix``, in byte order of path.
 
         Entries that cannot be listed go to ``on_problem``; without a sink they raise.
+        ``hash_limit``: a local tree also gives the MD5 of files up to this size (object listings
+        carry one already, so object stores ignore it).
         """
 
     @abc.abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat as stat_module
 import tempfile
@@ -48,39 +49,50 @@ class FilesystemStorage(Storage):
         if not os.path.isdir(self.root) and not os.path.isdir(os.path.dirname(self.root)):
             raise BadInput(f"{self.root}: neither it nor its parent directory exists")
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         # Start at the deepest directory the prefix names fully, then filter on the rest.
         directory, _, _ = prefix.rpartition("/")
         start = directory + "/" if directory else ""
-        for entry in self._walk_dir(start, on_problem):
+        for entry in self._walk_dir(start, on_problem, hash_limit):
             if entry.path.startswith(prefix):
                 yield entry
 
-    def _walk_dir(self, rel_dir: str, on_problem: ProblemSink | None) -> Iterator[Entry]:
+    def _walk_dir(self, rel_dir: str, on_problem: ProblemSink | None, hash_limit: int) -> Iterator[Entry]:
         """Depth-first, children sorted so that paths come out in byte order.
 
         A directory sorts as 'name/', so 'a-b' (0x2d) comes before 'a/x' (0x2f) as in a bucket listing.
-        An explicit stack rather than nested generators: each entry of a ten-level tree would
-        otherwise pass through ten ``yield from`` frames.
+        Each directory is opened once and its files are stat'ed and read relative to it (a link file
+        sits ten directories deep: a full path would be looked up again for every call). An explicit
+        stack of (directory descriptor, children) rather than nested generators.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
-        stack = [iter(_children(local_dir, rel_dir, on_problem))]
-        while stack:
-            for path, dir_entry in stack[-1]:
-                if not _encodable(path):
-                    _problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                             "name is not valid UTF-8; object keys cannot hold it")
-                elif path.endswith("/"):
-                    stack.append(iter(_children(dir_entry.path, path, on_problem)))
-                    break
-                elif dir_entry.is_symlink():
-                    _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
+        top = _open_dir(local_dir, None, rel_dir, on_problem)
+        if top is None:
+            return
+        stack = [(top, iter(_children(top, rel_dir, on_problem)))]
+        try:
+            while stack:
+                dir_fd, children = stack[-1]
+                for path, dir_entry in children:
+                    if not _encodable(path):
+                        _problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                                 "name is not valid UTF-8; object keys cannot hold it")
+                    elif path.endswith("/"):
+                        sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem)
+                        if sub_fd is not None:
+                            stack.append((sub_fd, iter(_children(sub_fd, path, on_problem))))
+                            break
+                    elif dir_entry.is_symlink():
+                        _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
+                    else:
+                        entry = _file_entry(path, dir_entry, dir_fd, hash_limit, on_problem)
+                        if entry is not None:
+                            yield entry
                 else:
-                    entry = _file_entry(path, dir_entry, on_problem)
-                    if entry is not None:
-                        yield entry
-            else:
-                stack.pop()
+                    os.close(stack.pop()[0])
+        finally:
+            for dir_fd, _ in stack:
+                os.close(dir_fd)
 
     def stat(self, path: str) -> Entry | None:
         try:
@@ -152,13 +164,24 @@ class FilesystemStorage(Storage):
             parent = os.path.dirname(parent)
 
 
-def _children(local_dir: str, rel_dir: str, on_problem: ProblemSink | None) -> list[tuple[str, os.DirEntry[str]]]:
+def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: ProblemSink | None) -> int | None:
+    # The root may be a symbolic link (registry data moved to another disk); below it, links were
+    # already reported and passed over, so a directory opened by name must not turn out to be one.
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if parent_fd is not None else 0)
+    try:
+        return os.open(name, flags, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
+        return None
+
+
+def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None) -> list[tuple[str, os.DirEntry[str]]]:
     """A directory's entries as (relative path, entry), directories as 'name/', in byte order."""
     try:
-        with os.scandir(local_dir) as scan:
+        with os.scandir(dir_fd) as scan:
             children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan]
-    except FileNotFoundError:
-        return []
     except OSError as exc:
         _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return []
@@ -166,7 +189,8 @@ def _children(local_dir: str, rel_dir: str, on_problem: ProblemSink | None) -> l
     return children
 
 
-def _file_entry(path: str, dir_entry: os.DirEntry[str], on_problem: ProblemSink | None) -> Entry | None:
+def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int,
+                on_problem: ProblemSink | None) -> Entry | None:
     try:
         info = dir_entry.stat(follow_symlinks=False)
     except FileNotFoundError:
@@ -177,7 +201,22 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], on_problem: ProblemSink 
     if not stat_module.S_ISREG(info.st_mode):
         _problem(on_problem, path, "not a regular file")
         return None
-    return Entry(path, info.st_size)
+    if hash_limit <= 0 or info.st_size > hash_limit:
+        return Entry(path, info.st_size)
+    # Small files (link files) are hashed here, so a pass compares them without reading them again.
+    try:
+        fd = os.open(dir_entry.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            data = os.read(fd, hash_limit + 1)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return Entry(path, info.st_size)  # not hashed: the copy reads it and reports what fails
+    if len(data) > hash_limit:
+        return Entry(path, info.st_size)  # grew since the stat: left for the copy to read whole
+    return Entry(path, len(data), hashlib.md5(data).hexdigest())
 
 
 def _encodable(path: str) -> bool:

@@ -72,7 +72,7 @@ class GCSStorage(Storage):
                              "deleted upload artifacts are kept and billed")]
         return []
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         root = self.prefix
         with _errors(f"listing gs://{self.bucket_name}/{root + prefix}", missing=BadInput):
             for blob in self.client.list_blobs(self.bucket_name, prefix=root + prefix, page_size=5000,

@@ -143,7 +143,7 @@ class S3Storage(Storage):
             raise
         return bool(config.get("ServerSideEncryptionConfiguration", {}).get("Rules"))
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None) -> Iterator[Entry]:
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         root = self.prefix
         with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
             if self._lean is not None:
