@@ -24,10 +24,10 @@ UPLOAD_BATCH = 8
 """Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
 lowering the number of requests in flight (each worker still has one at a time)."""
 INLINE_READ = 4096
-"""Local files up to this size (link files) are hashed by the walk, so a pass compares them with the
-destination's MD5 without another read. One that must be uploaded is read again on the listing
-thread: the MD5 kept for the state record is then that of the very bytes sent, and the worker
-queue holds at most a few MiB of them."""
+"""Local files up to this size (link files) are hashed by the walk when the destination holds data,
+so a pass compares them with the destination's MD5 without another read. One that must be
+uploaded is read (again) on the listing thread: the MD5 kept for the state record is then that of
+the very bytes sent, and the worker queue holds at most a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -96,8 +96,11 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
 def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, report: Report,
                recorded: Iterator[Entry] | None, writer: state.StateWriter | None) -> None:
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
+    # Hashing small files in the walk pays when they are compared; into an empty destination
+    # every one is uploaded (read once, then) or, in a dry run, not read at all.
+    hash_limit = INLINE_READ if destination.has_entries(tree.V2) else 0
     source_entries = read_ahead(registry_entries(
-        source.walk(on_problem=report.problem, hash_limit=INLINE_READ), include_uploads=options.include_uploads,
+        source.walk(on_problem=report.problem, hash_limit=hash_limit), include_uploads=options.include_uploads,
         skip_markers=True,
         on_excluded=lambda e: report.record("not copied", tree.classify(e.path).kind.value, e.path, e.size)))
     destination_entries = read_ahead(recorded if recorded is not None else
