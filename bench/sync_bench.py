@@ -216,6 +216,37 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: list[Row]) -> list[str]:
+    """The issue's targets as ratios of rows from the same run (a row missing: not measured)."""
+    def row(tool: str, phase: str) -> Row | None:
+        return next((r for r in rows if r.tool == tool and r.phase == phase and r.exit_code == 0), None)
+
+    lines = []
+    ours = row("regmig", "initial")
+    for peer, limit in (("aws", 4), ("rclone", 2)):
+        theirs = row(peer, "initial")
+        if ours and theirs:
+            ratio = theirs.cpu_ms_per_object / ours.cpu_ms_per_object
+            lines.append(f"initial CPU/object: regmig {ours.cpu_ms_per_object} ms, {peer} {theirs.cpu_ms_per_object} ms: "
+                         f"1/{ratio:.2f} (target 1/{limit}: {'met' if ratio >= limit else 'NOT met'}); "
+                         f"wall {ours.wall_s} vs {theirs.wall_s} s ({'not behind' if ours.wall_s <= theirs.wall_s else 'BEHIND'})")
+    for tool in ("regmig", "regmig-listing"):
+        ours, theirs = row(tool, "delta"), row("aws", "delta")
+        if ours and theirs:
+            ratio = theirs.wall_s / ours.wall_s
+            lines.append(f"delta --delete: {tool} {ours.wall_s} s, aws {theirs.wall_s} s: {ratio:.2f}x "
+                         f"(target 5x: {'met' if ratio >= 5 else 'NOT met'})")
+    ours, theirs = row("regmig", "blobs"), row("aws", "blobs")
+    if ours and theirs:
+        lines.append(f"large blobs: regmig {ours.mib_per_s} MiB/s, aws {theirs.mib_per_s} MiB/s "
+                     f"({'not behind' if ours.mib_per_s >= theirs.mib_per_s else 'BEHIND'})")
+    ours = row("regmig", "memory")
+    if ours:
+        lines.append(f"memory: regmig peak RSS {ours.peak_rss_mb} MB for {ours.objects:,} objects "
+                     f"(target < 300 MB: {'met' if ours.peak_rss_mb < 300 else 'NOT met'})")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--links", type=int, default=20000)
@@ -293,7 +324,10 @@ def main() -> int:
     print()
     phases = ["initial", "delta", "check", "blobs", "memory"]
     print(table(sorted(rows, key=lambda r: phases.index(r.phase))))
-    summary = {"command": " ".join(sys.argv), "objects": objects, "rows": [asdict(r) for r in rows]}
+    print()
+    print("\n".join(targets(rows)))
+    summary = {"command": " ".join(sys.argv), "objects": objects, "rows": [asdict(r) for r in rows],
+               "targets": targets(rows)}
     out = HERE / "results" / "latest.json"
     out.write_text(json.dumps(summary, indent=2))
     print(f"\nwritten: {out}")
