@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +63,9 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
+    populated = destination.has_entries(tree.V2)
     if (options.delete and not options.dry_run and not source.is_local and not options.allow_object_source_delete
-            and destination.has_entries(tree.V2)):
+            and populated):
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
                        f"the registry; confirm with --allow-object-source-delete")
@@ -84,7 +85,8 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         if recorded is not None:
             report.note(f"destination not listed: read from the state file of the pass at {recorded[0]} "
                         f"(--state); run verify, which lists both sides, before switching the registry over")
-        _copy_pass(source, destination, options, report, recorded[1] if recorded else None, writer)
+        _copy_pass(source, destination, options, report, recorded[1] if recorded else None, writer,
+                   hash_limit=INLINE_READ if populated else 0)
     except BaseException:
         if writer:
             writer.discard()
@@ -94,11 +96,10 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
 
 
 def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, report: Report,
-               recorded: Iterator[Entry] | None, writer: state.StateWriter | None) -> None:
+               recorded: Iterator[Entry] | None, writer: state.StateWriter | None, *, hash_limit: int) -> None:
+    """``hash_limit``: hashing small files in the walk pays when they are compared; into an empty
+    destination every one is uploaded (read once, then) or, in a dry run, not read at all."""
     copier = Copier(source, destination, report, dry_run=options.dry_run, small_limit=options.small_limit)
-    # Hashing small files in the walk pays when they are compared; into an empty destination
-    # every one is uploaded (read once, then) or, in a dry run, not read at all.
-    hash_limit = INLINE_READ if destination.has_entries(tree.V2) else 0
     source_entries = read_ahead(registry_entries(
         source.walk(on_problem=report.problem, hash_limit=hash_limit), include_uploads=options.include_uploads,
         skip_markers=True,
@@ -111,7 +112,8 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
     extras = Tally()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
         with WorkerPool(options.workers) as pool:
-            batches = _Batches(pool, copier)
+            by_path = _Batch(pool, copier.upload_batch)  # read by the worker
+            with_bytes = _Batch(pool, copier.put_batch)  # read here (see INLINE_READ)
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one()
                 source_count += src is not None
@@ -125,12 +127,15 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                         data = copier.read_inline(path)
                         if data is not None:
                             remember(Entry(path, len(data), hashlib.md5(data).hexdigest()))
-                            batches.put(path, data, reason.value)
+                            with_bytes.add((path, data, reason.value))
                     else:
                         # Only content-addressed paths (equal size, equal content) get no MD5 here: any
                         # other path's listed MD5 may be older than the bytes the worker reads.
                         remember(Entry(path, src.size))
-                        batches.upload(path, src, reason.value, small=src.size < options.small_limit)
+                        if src.size < options.small_limit:
+                            by_path.add((path, src, reason.value))
+                        else:
+                            pool.submit(copier.upload, path, src, reason.value)
                 elif action is Action.CHECK:
                     assert src is not None and dst is not None
                     if source.is_local and dst.md5 is not None:
@@ -160,41 +165,30 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                     else:
                         remember(dst)
                         report.record("not deleted", "no --delete", path, dst.size)
-            batches.flush()
+            by_path.flush()
+            with_bytes.flush()
             report.listing_finished = True
         if options.delete and extras.count:
             _delete_extras(delete_spool, extras, source_count, options, copier, report)
 
 
-class _Batches:
-    """Small uploads go to workers eight at a time; large ones one each."""
+class _Batch:
+    """Small jobs go to the workers ``UPLOAD_BATCH`` at a time: one thread hand-off per batch."""
 
-    def __init__(self, pool: WorkerPool, copier: Copier) -> None:
+    def __init__(self, pool: WorkerPool, job: Callable[[list[Any]], None]) -> None:
         self._pool = pool
-        self._copier = copier
-        self._entries: list[tuple[str, Entry, str]] = []
-        self._bytes: list[tuple[str, bytes, str]] = []
+        self._job = job
+        self._items: list[Any] = []
 
-    def upload(self, path: str, src: Entry, reason: str, *, small: bool) -> None:
-        if not small:
-            self._pool.submit(self._copier.upload, path, src, reason)
-            return
-        self._entries.append((path, src, reason))
-        if len(self._entries) == UPLOAD_BATCH:
-            self._pool.submit(self._copier.upload_batch, self._entries)
-            self._entries = []
-
-    def put(self, path: str, data: bytes, reason: str) -> None:
-        self._bytes.append((path, data, reason))
-        if len(self._bytes) == UPLOAD_BATCH:
-            self._pool.submit(self._copier.put_batch, self._bytes)
-            self._bytes = []
+    def add(self, item: Any) -> None:
+        self._items.append(item)
+        if len(self._items) == UPLOAD_BATCH:
+            self.flush()
 
     def flush(self) -> None:
-        if self._entries:
-            self._pool.submit(self._copier.upload_batch, self._entries)
-        if self._bytes:
-            self._pool.submit(self._copier.put_batch, self._bytes)
+        if self._items:
+            self._pool.submit(self._job, self._items)
+            self._items = []
 
 
 def _finish_state(writer: state.StateWriter, report: Report) -> None:
