@@ -1,4 +1,9 @@
-"""The ``regmig`` command: options in, one core call, output rendered, errors mapped to exit codes."""
+"""The ``regmig`` command: options in, one core call, output rendered, errors mapped to exit codes.
+
+Each command imports its own implementation when it runs: the final ``sync`` pass runs in the
+read-only window, and the verifier's, planner's and log handler's imports were a tenth of a
+second of it (bench/, delta phase).
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-from concurrent_log_handler import ConcurrentRotatingFileHandler
 
-from checks import markers
-from checks.semantics import DeepOptions
-from checks.verify import VerifyOptions, verify
-from checks.verify import verdict as verify_exit_code
 from migrate import __version__, redact, render
 from migrate.errors import RegmigError
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.cli_options import output_options, parse_size, resolve_locations, storage_options
-from migrate.config import snippet
-from migrate.cutover import AreaReport, PlanOptions, plan
-from migrate.doctor import doctor
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, sync
 
@@ -38,6 +35,8 @@ def logging_to(log_file: str | None) -> Iterator[None]:
         logger.setLevel(logging.WARNING)
         yield
         return
+    from concurrent_log_handler import ConcurrentRotatingFileHandler
+
     handler = ConcurrentRotatingFileHandler(log_file, maxBytes=50 * 1024 * 1024, backupCount=5)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     handler.addFilter(redact.RedactingFilter())
@@ -170,6 +169,9 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     extra, of another size or other content, and zero-byte markers. With one location, checks
     that location alone. Exit 0 only when consistent, 1 when anything was found.
     """
+    from checks.semantics import DeepOptions
+    from checks.verify import VerifyOptions, verdict, verify
+
     sides = resolve_locations(kw, locations, ("source", "destination"), optional=("source",))
     deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
                        workers=kw["workers"]) if kw["deep"] else None
@@ -189,7 +191,7 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
                                        else f"blobs up to {kw['hash_limit']} hashed"),
         **result, **report.to_dict(),
     }
-    summary["exit_code"] = verify_exit_code(summary)
+    summary["exit_code"] = verdict(summary)
     emit(summary, kw["as_json"], render.verify_text)
     return summary["exit_code"]
 
@@ -207,6 +209,8 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
     still a zero-byte object right before deleting exactly that key (conditionally where the
     service supports it); objects with content are never touched. Exit 0 when clean afterwards.
     """
+    from checks import markers
+
     target = resolve_locations(kw, locations, ("destination",))["destination"]
     with logging_to(kw["log_file"]), open_location(target.url, target.options) as storage:
         summary = markers.scan(storage, fix=kw["fix"])
@@ -232,6 +236,8 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     Lists both sides and compares content exactly as the final pass will (changing nothing), then
     times a few probe writes to the destination (removed again) to estimate the window.
     """
+    from migrate.cutover import AreaReport, PlanOptions, plan
+
     sides = resolve_locations(kw, locations, ("source", "destination"))
     source_config = sides["source"].config
     readonly = source_config.readonly if source_config else None
@@ -262,6 +268,8 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     Gives config.yml's storage section and gitlab.rb's registry['storage'] block, for the
     read-only cut-over and for afterwards. Secrets are printed as placeholders, never values.
     """
+    from migrate.config import snippet
+
     url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
     click.echo(snippet.render(url, options), nl=False)
     return 0
@@ -275,6 +283,8 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
 def doctor_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Check a destination before migrating: reachable, writable (probe objects, removed again),
     and settings that cause trouble later (versioning without a lifecycle rule, encryption)."""
+    from migrate.doctor import doctor
+
     url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
     with logging_to(kw["log_file"]), open_location(url, options) as storage:
         summary = doctor(storage)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 from click.core import ParameterSource
 
-from migrate.config import registry as registry_config
 from migrate.errors import BadInput
 from migrate.storage import LocationOptions, TransferSettings
 from migrate.storage.options import AzureOptions, GCSOptions, S3Options
+
+if TYPE_CHECKING:  # read only with --from-config / --to-config (YAML parsing is imported then)
+    from migrate.config import registry as registry_config
 
 _SIZE = re.compile(r"(?i)^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$")
 _UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
@@ -129,6 +131,8 @@ def _explicit(name: str) -> bool:
 
 def from_config(path: str, kw: dict[str, Any]) -> tuple[str, LocationOptions, registry_config.RegistryStorage]:
     """A location read from a registry config file, with explicit flags applied on top."""
+    from migrate.config import registry as registry_config
+
     storage = registry_config.load(path)
     url, options = registry_config.to_location(storage, location_options(kw))
     for flag, (group, attribute) in _FLAG_FIELDS.items():

@@ -7,6 +7,11 @@ regmig hashed those very bytes. A pass given ``--state FILE`` reads that record 
 listing and writes a new one when it ends clean. ``verify`` never uses it: it lists both sides,
 and is what proves the result.
 
+Where a pass found a local file's content equal to what the destination holds (by the MD5 of
+bytes read after the file was stamped), the record keeps the file's stamp (``Entry.stamp``:
+device, inode, mtime, ctime). A file with the same stamp at the next pass has not been written
+since, so that pass need not read it: the final pass reads only the link files that changed.
+
 The record is consumed when a pass that may write starts (an interrupted pass leaves none, so
 the next one lists), is tied to one destination and one ``--include-uploads`` setting, and
 ends with a count line, so a truncated file is an error rather than a shorter listing.
@@ -15,6 +20,7 @@ ends with a count line, so a truncated file is an error rather than a shorter li
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import tempfile
@@ -25,8 +31,10 @@ from typing import IO
 from migrate.errors import BadInput, StorageError
 from migrate.storage.base import Entry, Storage
 
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, 2)  # format 1 had no stamps: every small file is then read once more
 _END = "#end "
+_WRITE_BUFFER = 256 * 1024
 
 
 def identity(destination: Storage, include_uploads: bool) -> dict[str, object]:
@@ -45,7 +53,11 @@ class StateWriter:
         except OSError as exc:
             raise BadInput(f"--state {path}: cannot write in {directory}: {exc.strerror}") from exc
         self._raw = os.fdopen(fd, "wb")
-        self._out: IO[str] = gzip.open(self._raw, "wt", encoding="utf-8", compresslevel=1)  # type: ignore[assignment]
+        # Compressed a quarter MiB at a time: a compress call per line (or per 8 KiB, TextIOWrapper's
+        # own buffer) releases and retakes the GIL each time, and on the listing thread that wait
+        # was a sixth of a final pass's time (bench/, delta phase).
+        self._out = io.TextIOWrapper(io.BufferedWriter(gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1),
+                                                       buffer_size=_WRITE_BUFFER), encoding="utf-8")
         self._out.write(json.dumps({"format": FORMAT, **ident, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                        time.gmtime())}) + "\n")
         self.count = 0
@@ -55,7 +67,8 @@ class StateWriter:
         if "\t" in entry.path or "\n" in entry.path:
             self.usable = False  # such a key cannot be recorded on a line: the next pass lists instead
             return
-        self._out.write(f"{entry.path}\t{entry.size}\t{entry.md5 or '-'}\n")
+        stamp = f"\t{entry.stamp}" if entry.stamp and entry.md5 else ""
+        self._out.write(f"{entry.path}\t{entry.size}\t{entry.md5 or '-'}{stamp}\n")
         self.count += 1
 
     def commit(self) -> None:
@@ -85,9 +98,9 @@ def open_state(path: str, ident: dict[str, object], *, consume: bool) -> tuple[s
         return None
     except (OSError, ValueError, EOFError) as exc:
         raise BadInput(f"--state {path}: not a regmig state file ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") not in _READABLE:
         stream.close()
-        raise BadInput(f"--state {path}: not a regmig state file of format {FORMAT}")
+        raise BadInput(f"--state {path}: not a regmig state file of format {' or '.join(map(str, _READABLE))}")
     for key, expected in ident.items():
         if header.get(key) != expected:
             stream.close()
@@ -107,8 +120,10 @@ def _entries(path: str, stream: IO[str]) -> Iterator[Entry]:
                     if int(line[len(_END):]) != count:
                         break
                     return
-                name, size, md5 = line.rstrip("\n").split("\t")
-                yield Entry(name, int(size), None if md5 == "-" else md5)
+                name, size, md5, *stamp = line.rstrip("\n").split("\t")
+                if len(stamp) > 1:
+                    raise ValueError(f"{len(stamp) + 3} fields on a line")
+                yield Entry(name, int(size), None if md5 == "-" else md5, stamp=stamp[0] if stamp else None)
                 count += 1
         except (OSError, ValueError, EOFError) as exc:
             raise StorageError(f"state file {path} is damaged ({exc}): nothing deleted; run again without it") from exc

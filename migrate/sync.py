@@ -14,7 +14,7 @@ from migrate import state, tree
 from migrate.errors import BadInput
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
-from migrate.plan import Action, decide
+from migrate.plan import Action, Reason, decide
 from migrate.report import Report, Tally
 from migrate.storage.base import Entry, Storage
 from migrate.transfer import Copier, WorkerPool
@@ -24,10 +24,12 @@ UPLOAD_BATCH = 8
 """Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
 lowering the number of requests in flight (each worker still has one at a time)."""
 INLINE_READ = 4096
-"""Local files up to this size (link files) are hashed by the walk when the destination holds data,
-so a pass compares them with the destination's MD5 without another read. One that must be
-uploaded is read (again) on the listing thread: the MD5 kept for the state record is then that of
-the very bytes sent, and the worker queue holds at most a few MiB of them."""
+"""Local files up to this size (link files) are hashed by the walk when the destination is listed
+and holds data, so a pass compares them with the destination's MD5 without another read (with a
+state record, their stamps spare even that read). One that must be
+uploaded is sent with the bytes the walk hashed (read on the listing thread when the walk did not
+hash): the MD5 kept for the state record is then that of the very bytes sent, and the worker queue
+holds at most a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -63,9 +65,8 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Make the destination match the source. Results and failures go to ``report``."""
     preflight(source, destination)
-    populated = destination.has_entries(tree.V2)
     if (options.delete and not options.dry_run and not source.is_local and not options.allow_object_source_delete
-            and populated):
+            and destination.has_entries(tree.V2)):
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
                        f"the registry; confirm with --allow-object-source-delete")
@@ -85,8 +86,11 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         if recorded is not None:
             report.note(f"destination not listed: read from the state file of the pass at {recorded[0]} "
                         f"(--state); run verify, which lists both sides, before switching the registry over")
+        # With a record, small files are compared by their stamps and only those written since are
+        # read; against a listing of a destination that holds data, the walk hashes them all.
+        hash_all_small = recorded is None and destination.has_entries(tree.V2)
         _copy_pass(source, destination, options, report, recorded[1] if recorded else None, writer,
-                   hash_limit=INLINE_READ if populated else 0)
+                   hash_limit=INLINE_READ if hash_all_small else 0)
     except BaseException:
         if writer:
             writer.discard()
@@ -124,9 +128,10 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                     if options.dry_run:  # nothing to do but count: no worker needed
                         copier.record_upload(reason.value, path, src.size)
                     elif source.is_local and src.size <= INLINE_READ and not tree.is_content_addressed(path):
-                        data = copier.read_inline(path)
+                        data = src.data if src.data is not None else copier.read_inline(path)
                         if data is not None:
-                            remember(Entry(path, len(data), hashlib.md5(data).hexdigest()))
+                            md5 = src.md5 if src.data is not None else hashlib.md5(data).hexdigest()
+                            remember(Entry(path, len(data), md5, stamp=src.stamp))
                             with_bytes.add((path, data, reason.value))
                     else:
                         # Only content-addressed paths (equal size, equal content) get no MD5 here: any
@@ -140,17 +145,21 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                     assert src is not None and dst is not None
                     if source.is_local and dst.md5 is not None:
                         changed = copier.check_inline(path, dst)
-                        if changed is None:
-                            remember(dst)
+                        if changed is None:  # the same (a file that vanished or failed leaves no record)
+                            remember(_vouched(dst, src.stamp))
                         else:
-                            remember(Entry(path, len(changed), hashlib.md5(changed).hexdigest()))
-                            pool.submit(copier.put_changed, path, changed)
+                            remember(Entry(path, len(changed), hashlib.md5(changed).hexdigest(), stamp=src.stamp))
+                            if options.dry_run:
+                                copier.record_upload(Reason.CONTENT.value, path, len(changed))
+                            else:
+                                with_bytes.add((path, changed, Reason.CONTENT.value))
                     else:
                         remember(Entry(path, dst.size))  # the worker's verdict is not known here
                         pool.submit(copier.check, path, dst)
                 elif action is Action.SKIP:
-                    assert dst is not None
-                    remember(dst)
+                    assert src is not None and dst is not None
+                    compared = src.md5 is not None and src.md5 == dst.md5
+                    remember(_vouched(dst, src.stamp if compared or src.stamp == dst.stamp else None))
                     report.record("skipped", reason.value, path, src.size if src else 0)
                 elif action is Action.KEEP:
                     assert dst is not None
@@ -170,6 +179,12 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
             report.listing_finished = True
         if options.delete and extras.count:
             _delete_extras(delete_spool, extras, source_count, options, copier, report)
+
+
+def _vouched(dst: Entry, stamp: str | None) -> Entry:
+    """``dst`` for the state record, carrying the stamp of a source file whose content (read after
+    the stamp was taken) was found equal to it; None drops a stamp that no longer vouches."""
+    return dst if dst.stamp == stamp else Entry(dst.path, dst.size, dst.md5, dst.etag, stamp=stamp)
 
 
 class _Batch:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from migrate.errors import StorageError
+from migrate.storage import filesystem
 from migrate.storage.filesystem import FilesystemStorage
 
 
@@ -72,6 +74,24 @@ def test_walk_hashes_small_files_only_when_asked(tmp_path: Path) -> None:
     assert hashed["r/_layers/sha256/ab/link"].size == 71
     assert hashed["empty"].md5 == hashlib.md5(b"").hexdigest()
     assert hashed["blobs/data"].md5 is None and hashed["blobs/data"].size == 5000
+
+
+def test_files_are_stamped_only_once_their_times_have_settled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamp stands for "not written since": a file written within the margin before the walk
+    gets none (a write in the same clock tick could leave its times as they were)."""
+    touch(tmp_path, "old", b"1")
+    time.sleep(0.05)  # a few clock ticks: "new" gets a later ctime than "old"
+    touch(tmp_path, "new", b"2")
+    old, new = os.stat(tmp_path / "old"), os.stat(tmp_path / "new")
+    assert old.st_ctime_ns < new.st_ctime_ns
+    # The walk as if "new" had been written exactly the margin before it began.
+    began = time.time_ns()
+    monkeypatch.setattr(filesystem.time, "time_ns", lambda: began)
+    monkeypatch.setattr(filesystem, "STAMP_MARGIN_NS", began - new.st_ctime_ns)
+    entries = {e.path: e for e in FilesystemStorage(str(tmp_path)).walk(hash_limit=4096)}
+    assert entries["old"].stamp == f"{old.st_dev}:{old.st_ino}:{old.st_mtime_ns}:{old.st_ctime_ns}"
+    assert entries["new"].stamp is None
+    assert entries["old"].md5 == hashlib.md5(b"1").hexdigest()
 
 
 def test_a_root_that_is_a_symbolic_link_is_walked(tmp_path: Path) -> None:

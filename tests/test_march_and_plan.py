@@ -43,6 +43,12 @@ def test_march_refuses_duplicates() -> None:
         (LINK, Entry(LINK, 71), Entry(LINK, 71, "abc"), (Action.CHECK, Reason.SAME)),
         (LINK, Entry(LINK, 71, "abc"), Entry(LINK, 71, "abc"), (Action.SKIP, Reason.SAME)),
         (LINK, Entry(LINK, 71, "abc"), Entry(LINK, 71, "abd"), (Action.UPLOAD, Reason.CONTENT)),
+        # A stamp recorded with the MD5 it vouches for: the file has not been written since.
+        (LINK, Entry(LINK, 71, stamp="1:2:3:4"), Entry(LINK, 71, "abc", stamp="1:2:3:4"), (Action.SKIP, Reason.SAME)),
+        (LINK, Entry(LINK, 71, stamp="1:2:3:5"), Entry(LINK, 71, "abc", stamp="1:2:3:4"), (Action.CHECK, Reason.SAME)),
+        (LINK, Entry(LINK, 71), Entry(LINK, 71, "abc", stamp="1:2:3:4"), (Action.CHECK, Reason.SAME)),
+        (LINK, Entry(LINK, 71, stamp="1:2:3:4"), Entry(LINK, 71, None, stamp="1:2:3:4"), (Action.CHECK, Reason.SAME)),
+        (LINK, Entry(LINK, 72, stamp="1:2:3:4"), Entry(LINK, 71, "abc", stamp="1:2:3:4"), (Action.UPLOAD, Reason.SIZE)),
         # Blob data is named by its digest: equal size is enough.
         (BLOB, Entry(BLOB, 10), Entry(BLOB, 10, "zzz"), (Action.SKIP, Reason.SAME)),
         (BLOB, Entry(BLOB, 10), Entry(BLOB, 11), (Action.UPLOAD, Reason.SIZE)),

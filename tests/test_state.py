@@ -4,12 +4,16 @@ instead of listing it. Against moto's S3 server over real HTTP, and across every
 from __future__ import annotations
 
 import gzip
+import json
+import time
 from pathlib import Path
 
 from cli_runner import regmig
 from conftest import list_keys, local_files
 from migrate import tree
 from migrate.sample import SampleRegistry
+from migrate.storage import filesystem
+from migrate.storage.filesystem import FilesystemStorage
 from servers import Backend
 
 TAG_LATEST = "docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/current/link"
@@ -68,6 +72,40 @@ def test_final_pass_from_state_matches_the_source_without_listing(registry, s3, 
     # The record the final pass wrote is used by the next: nothing to do.
     again = sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state).json()
     assert "uploaded" not in again["outcomes"] and again["exit_code"] == 0
+
+
+def test_a_final_pass_reads_only_the_files_written_since_the_record(registry, s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]
+                                                                   tmp_path, monkeypatch) -> None:
+    """Stamps: the record keeps each compared file's device, inode, mtime and ctime, so the final
+    pass reads only what was written since, and still catches a tag moved to same-size content."""
+    monkeypatch.setattr(filesystem, "STAMP_MARGIN_NS", 200_000_000)
+    time.sleep(0.3)  # the sample tree's files settle: every one is stamped
+    url, state = f"s3://{bucket}", str(tmp_path / "dest.state")
+    assert sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state).exit_code == 0
+    links = [line.split("\t") for line in gzip.decompress(Path(state).read_bytes()).decode().splitlines()[1:-1]
+             if line.split("\t")[0].endswith("/link")]
+    assert links and all(len(fields) == 4 for fields in links)  # path, size, MD5, stamp
+
+    change_source(registry)  # at once: the moved tag's new ctime may share a clock tick with the record's
+    Path(registry.root, TAG_320).write_bytes(Path(registry.root, TAG_320).read_bytes())  # rewritten, same bytes
+    reads: list[str] = []
+    real_read = FilesystemStorage.read
+    monkeypatch.setattr(FilesystemStorage, "read", lambda self, path: reads.append(path) or real_read(self, path))
+    final = sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state, "--delete")
+    assert final.exit_code == 0, final.stdout
+    assert sorted(reads) == sorted([TAG_LATEST, TAG_320, TAG_LATEST.replace("/latest/", "/edge/")])
+    assert final.json()["lists"]["changed"]["listed"] == [{"path": TAG_LATEST}]
+    assert list_keys(s3, bucket) == registry_files(registry)
+
+    # A record of format 1 (no stamps) is still read: every small file is compared by content once.
+    header, *body = gzip.decompress(Path(state).read_bytes()).decode().splitlines()
+    old = [json.dumps({**json.loads(header), "format": 1})] + ["\t".join(line.split("\t")[:3]) for line in body]
+    Path(state).write_bytes(gzip.compress(("\n".join(old) + "\n").encode()))
+    reads.clear()
+    again = sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state, "--delete")
+    assert again.exit_code == 0 and "uploaded" not in again.json()["outcomes"]
+    assert len(reads) == sum(1 for path, data in registry_files(registry).items()
+                             if len(data) <= 4096 and not tree.is_content_addressed(path))
 
 
 def test_an_unclean_pass_leaves_no_record_and_a_dry_run_leaves_it_alone(registry, s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from migrate import tree
@@ -30,6 +30,14 @@ class Entry:
     """Lowercase hex MD5 of the content when the listing gives one (S3 single-part ETag, GCS, Azure)."""
     etag: str | None = None
     """The service's version token, for conditional deletes."""
+    data: bytes | None = field(default=None, compare=False, repr=False)
+    """The content, when a local walk read the file to hash it (``hash_limit``): an upload of it
+    then sends these very bytes instead of opening the file again."""
+    stamp: str | None = None
+    """Local files: device, inode, mtime and ctime as the walk saw them, so a later pass can tell
+    the file has not been written since without reading it (see migrate.state). Only for files
+    whose ctime was already settled when the walk began: a write in the same clock tick as the
+    stamp could otherwise go unseen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,7 @@ class Storage(abc.ABC):
 
         Entries that cannot be listed go to ``on_problem``; without a sink they raise.
         ``hash_limit``: a local tree also gives the MD5 of files up to this size (object listings
-        carry one already, so object stores ignore it).
+        carry one already, so object stores ignore it). A local tree stamps its files (``Entry.stamp``).
         """
 
     @abc.abstractmethod

@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat as stat_module
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -16,6 +17,11 @@ from migrate.storage.base import Entry, ProblemSink, Storage
 
 _COPY_BUFFER = 1024 * 1024
 _FIRST_READ = 4096  # covers link files; a 1 MiB first read would cost an allocation each
+STAMP_MARGIN_NS = 2_000_000_000
+"""A file is stamped only when its ctime is this much older than the walk. Any later write then
+gets a ctime at least this much newer, so it always changes the stamp: file times advance in
+clock ticks (milliseconds on Linux, up to seconds elsewhere), and a write within the tick of the
+stamp would otherwise leave it as it was."""
 
 
 class FilesystemStorage(Storage):
@@ -66,6 +72,7 @@ class FilesystemStorage(Storage):
         stack of (directory descriptor, children) rather than nested generators.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
+        settled = time.time_ns() - STAMP_MARGIN_NS
         top = _open_dir(local_dir, None, rel_dir, on_problem)
         if top is None:
             return
@@ -85,7 +92,7 @@ class FilesystemStorage(Storage):
                     elif dir_entry.is_symlink():
                         _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
                     else:
-                        entry = _file_entry(path, dir_entry, dir_fd, hash_limit, on_problem)
+                        entry = _file_entry(path, dir_entry, dir_fd, hash_limit, settled, on_problem)
                         if entry is not None:
                             yield entry
                 else:
@@ -189,7 +196,7 @@ def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None) -> list
     return children
 
 
-def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int,
+def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int, settled: int,
                 on_problem: ProblemSink | None) -> Entry | None:
     try:
         info = dir_entry.stat(follow_symlinks=False)
@@ -201,8 +208,11 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     if not stat_module.S_ISREG(info.st_mode):
         _problem(on_problem, path, "not a regular file")
         return None
+    # Taken before any read, so content read later is never older than its stamp.
+    stamp = f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}" \
+        if info.st_ctime_ns < settled else None
     if hash_limit <= 0 or info.st_size > hash_limit:
-        return Entry(path, info.st_size)
+        return Entry(path, info.st_size, stamp=stamp)
     # Small files (link files) are hashed here, so a pass compares them without reading them again.
     try:
         fd = os.open(dir_entry.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -213,10 +223,10 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     except FileNotFoundError:
         return None
     except OSError:
-        return Entry(path, info.st_size)  # not hashed: the copy reads it and reports what fails
+        return Entry(path, info.st_size, stamp=stamp)  # not hashed: the copy reads it and reports what fails
     if len(data) > hash_limit:
-        return Entry(path, info.st_size)  # grew since the stat: left for the copy to read whole
-    return Entry(path, len(data), hashlib.md5(data).hexdigest())
+        return Entry(path, info.st_size, stamp=stamp)  # grew since the stat: left for the copy to read whole
+    return Entry(path, len(data), hashlib.md5(data).hexdigest(), data=data, stamp=stamp)
 
 
 def _encodable(path: str) -> bool:
