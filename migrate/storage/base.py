@@ -36,7 +36,7 @@ class Entry:
     stamp: str | None = None
     """Local files: device, inode, mtime and ctime as the walk saw them, so a later pass can tell
     the file has not been written since without reading it (see migrate.state). Only for files
-    whose ctime was already settled when the walk began: a write in the same clock tick as the
+    whose ctime had settled when the walk read their directory: a write in the same clock tick as the
     stamp could otherwise go unseen."""
 
 

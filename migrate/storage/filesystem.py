@@ -18,10 +18,10 @@ from migrate.storage.base import Entry, ProblemSink, Storage
 _COPY_BUFFER = 1024 * 1024
 _FIRST_READ = 4096  # covers link files; a 1 MiB first read would cost an allocation each
 STAMP_MARGIN_NS = 2_000_000_000
-"""A file is stamped only when its ctime is this much older than the walk. Any later write then
-gets a ctime at least this much newer, so it always changes the stamp: file times advance in
-clock ticks (milliseconds on Linux, up to seconds elsewhere), and a write within the tick of the
-stamp would otherwise leave it as it was."""
+"""A file is stamped only when its ctime is this much older than the moment the walk read its
+directory. Any later write then gets a ctime at least this much newer, so it always changes the
+stamp: file times advance in clock ticks (milliseconds on Linux, up to seconds elsewhere), and a
+write within the tick of the stamp would otherwise leave it as it was."""
 
 
 class FilesystemStorage(Storage):
@@ -72,14 +72,15 @@ class FilesystemStorage(Storage):
         stack of (directory descriptor, children) rather than nested generators.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
-        settled = time.time_ns() - STAMP_MARGIN_NS
         top = _open_dir(local_dir, None, rel_dir, on_problem)
         if top is None:
             return
-        stack = [(top, iter(_children(top, rel_dir, on_problem)))]
+        # Per directory, when it is read (before its files are stat'ed): files written up to the
+        # margin before then get a stamp.
+        stack = [(top, iter(_children(top, rel_dir, on_problem)), time.time_ns() - STAMP_MARGIN_NS)]
         try:
             while stack:
-                dir_fd, children = stack[-1]
+                dir_fd, children, settled = stack[-1]
                 for path, dir_entry in children:
                     if not _encodable(path):
                         _problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
@@ -87,7 +88,8 @@ class FilesystemStorage(Storage):
                     elif path.endswith("/"):
                         sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem)
                         if sub_fd is not None:
-                            stack.append((sub_fd, iter(_children(sub_fd, path, on_problem))))
+                            stack.append((sub_fd, iter(_children(sub_fd, path, on_problem)),
+                                          time.time_ns() - STAMP_MARGIN_NS))
                             break
                     elif dir_entry.is_symlink():
                         _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
@@ -98,7 +100,7 @@ class FilesystemStorage(Storage):
                 else:
                     os.close(stack.pop()[0])
         finally:
-            for dir_fd, _ in stack:
+            for dir_fd, _, _ in stack:
                 os.close(dir_fd)
 
     def stat(self, path: str) -> Entry | None:
