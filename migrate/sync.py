@@ -26,10 +26,9 @@ lowering the number of requests in flight (each worker still has one at a time).
 INLINE_READ = 4096
 """Local files up to this size (link files) are hashed by the walk when the destination is listed
 and holds data, so a pass compares them with the destination's MD5 without another read (with a
-state record, their stamps spare even that read). One that must be
-uploaded is sent with the bytes the walk hashed (read on the listing thread when the walk did not
-hash): the MD5 kept for the state record is then that of the very bytes sent, and the worker queue
-holds at most a few MiB of them."""
+state record, their stamps spare even that read). One that must be uploaded is sent with the bytes
+the walk hashed (read on the listing thread when the walk did not hash): the MD5 kept for the state
+record is then that of the very bytes sent, and the worker queue holds at most a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 
@@ -160,7 +159,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                     assert src is not None and dst is not None
                     compared = src.md5 is not None and src.md5 == dst.md5
                     remember(_vouched(dst, src.stamp if compared or src.stamp == dst.stamp else None))
-                    report.record("skipped", reason.value, path, src.size if src else 0)
+                    report.record("skipped", reason.value, path, src.size)
                 elif action is Action.KEEP:
                     assert dst is not None
                     remember(dst)
