@@ -148,10 +148,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                             remember(_vouched(dst, src.stamp))
                         else:
                             remember(Entry(path, len(changed), hashlib.md5(changed).hexdigest(), stamp=src.stamp))
-                            if options.dry_run:
-                                copier.record_upload(Reason.CONTENT.value, path, len(changed))
-                            else:
-                                with_bytes.add((path, changed, Reason.CONTENT.value))
+                            with_bytes.add((path, changed, Reason.CONTENT.value))
                     else:
                         remember(Entry(path, dst.size))  # the worker's verdict is not known here
                         pool.submit(copier.check, path, dst)

@@ -68,17 +68,18 @@ class Copier:
         return None
 
     def put_batch(self, batch: list[tuple[str, bytes, str]]) -> None:
-        """Upload bytes already read (see ``read_inline``)."""
+        """Upload bytes already read (see ``read_inline``); a dry run only records them."""
         for path, data, reason in batch:
             with self._guard(path):
-                self.destination.put(path, data, len(data))
+                if not self.dry_run:
+                    self.destination.put(path, data, len(data))
                 self.record_upload(reason, path, len(data))
 
     def check(self, path: str, dst: Entry) -> None:
         """Same size, content unknown: compare content (MD5 against the listing, else bytes)."""
         data = self.check_inline(path, dst)
         if data is not None:
-            self.put_changed(path, data)
+            self.put_batch([(path, data, Reason.CONTENT.value)])
 
     def check_inline(self, path: str, dst: Entry) -> bytes | None:
         """Compare only: the bytes to upload when the content differs, None when it is the same
@@ -90,12 +91,6 @@ class Copier:
                 return None
             return data
         return None
-
-    def put_changed(self, path: str, data: bytes) -> None:
-        with self._guard(path):
-            if not self.dry_run:
-                self.destination.put(path, data, len(data))
-            self.record_upload(Reason.CONTENT.value, path, len(data))
 
     def record_upload(self, reason: str, path: str, size: int) -> None:
         """An upload (or, in a dry run, the upload that would happen); changed objects are also listed."""

@@ -69,15 +69,13 @@ class FilesystemStorage(Storage):
         A directory sorts as 'name/', so 'a-b' (0x2d) comes before 'a/x' (0x2f) as in a bucket listing.
         Each directory is opened once and its files are stat'ed and read relative to it (a link file
         sits ten directories deep: a full path would be looked up again for every call). An explicit
-        stack of (directory descriptor, children) rather than nested generators.
+        stack of directory frames (see ``_frame``) rather than nested generators.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
         top = _open_dir(local_dir, None, rel_dir, on_problem)
         if top is None:
             return
-        # Per directory, when it is read (before its files are stat'ed): files written up to the
-        # margin before then get a stamp.
-        stack = [(top, iter(_children(top, rel_dir, on_problem)), time.time_ns() - STAMP_MARGIN_NS)]
+        stack = [_frame(top, rel_dir, on_problem)]
         try:
             while stack:
                 dir_fd, children, settled = stack[-1]
@@ -88,8 +86,7 @@ class FilesystemStorage(Storage):
                     elif path.endswith("/"):
                         sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem)
                         if sub_fd is not None:
-                            stack.append((sub_fd, iter(_children(sub_fd, path, on_problem)),
-                                          time.time_ns() - STAMP_MARGIN_NS))
+                            stack.append(_frame(sub_fd, path, on_problem))
                             break
                     elif dir_entry.is_symlink():
                         _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
@@ -184,6 +181,13 @@ def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: Proble
     except OSError as exc:
         _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return None
+
+
+def _frame(dir_fd: int, rel_dir: str,
+           on_problem: ProblemSink | None) -> tuple[int, Iterator[tuple[str, os.DirEntry[str]]], int]:
+    """An open directory, its children still to visit, and the time before which a file's ctime
+    counts as settled (taken as the directory is read, before any of its files is stat'ed)."""
+    return dir_fd, iter(_children(dir_fd, rel_dir, on_problem)), time.time_ns() - STAMP_MARGIN_NS
 
 
 def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None) -> list[tuple[str, os.DirEntry[str]]]:
