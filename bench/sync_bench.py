@@ -1,8 +1,11 @@
 """Benchmark: regmig sync against aws s3 sync and rclone sync, same tree, same local S3 server.
 
-Not a test: it prints a table and writes bench/results/latest.json. Client cost is the figure
-that matters here (moto's server saturates one core at a few hundred PUT/s whatever the client),
-so each tool runs as a child process and its user+sys CPU and peak RSS come from wait4().
+Not a test: it prints a table and writes bench/results/latest.json. The server is Ceph RGW by
+default (``--server rgw``: a production S3, about twice moto's PUT rate at less server CPU, so
+client differences show more) or moto's (``--server moto``); each tool gets a fresh one. Client cost
+is the figure that matters (the server shares this machine's two cores), so each tool runs as a
+child process and its user+sys CPU and peak RSS come from GNU time; the server's CPU is the sum
+over its processes.
 
     python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB --memory-objects 1000000
 
@@ -19,6 +22,7 @@ empty bucket).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -37,6 +41,9 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from migrate.cli import parse_size  # noqa: E402
 from migrate.sample import bulk_registry  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from rgw import ceph_rgw  # noqa: E402  (the tests' throwaway Ceph cluster)
 
 HERE = Path(__file__).resolve().parent
 KEYS = {"AWS_ACCESS_KEY_ID": "bench-access-key", "AWS_SECRET_ACCESS_KEY": "bench-secret-key",
@@ -137,12 +144,12 @@ def tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
     return {**env, "REGMIG_S3_LEAN": "0"} if tool == "regmig-full" else env
 
 
-def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_pid: int, objects: int,
+def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server: S3Server, objects: int,
             size: int = 0) -> Row:
     """Runs one tool under GNU time: a forked child's own max RSS would include this (large)
     process's pages from before exec, so the peak RSS comes from time's small process instead."""
     env = tool_env(tool, env)
-    server_before = process_cpu(server_pid)
+    server_before = server.cpu()
     with tempfile.NamedTemporaryFile("r") as stats:
         start = time.monotonic()
         child = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *argv], env=env,
@@ -153,35 +160,52 @@ def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server_
         print(f"  {tool} {phase} exited {child.returncode}: {child.stderr.decode()[-500:]}")
     cpu = float(user) + float(system)
     return Row(tool, phase, objects, round(wall, 2), round(cpu, 2), round(1000 * cpu / max(objects, 1), 3),
-               round(process_cpu(server_pid) - server_before, 2), round(int(peak_kib) / 1024, 1),
+               round(server.cpu() - server_before, 2), round(int(peak_kib) / 1024, 1),
                round(objects / wall, 1), child.returncode, round(size / wall / 2**20, 1))
 
 
 class S3Server:
-    """moto's S3 server in its own process on a free port, with a client and the tools' environment."""
+    """A fresh S3 server on a free port, with a client and the tools' environment: Ceph RGW (monitor,
+    OSD in RAM and radosgw, from tests/rgw.py) or moto's server in its own process. ``pids`` are the
+    server's processes, whose CPU time is the server's cost."""
+
+    kind = "rgw"
 
     def __enter__(self) -> S3Server:
-        port = free_port()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-        self._process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-        self.pid = self._process.pid
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(self.endpoint, timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        self._stack = contextlib.ExitStack()
+        if self.kind == "rgw":
+            server = self._stack.enter_context(ceph_rgw(Path(tempfile.mkdtemp(prefix="bench-ceph-")),
+                                                        access_key=KEYS["AWS_ACCESS_KEY_ID"],
+                                                        secret_key=KEYS["AWS_SECRET_ACCESS_KEY"]))
+            self.endpoint, self.pids = server.endpoint, server.pids
+        else:
+            self.endpoint, self.pids = self._moto()
         self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                                    aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
         self.env = child_env(self.endpoint)
         return self
 
+    def _moto(self) -> tuple[str, tuple[int, ...]]:
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+        process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        self._stack.callback(lambda: (process.terminate(), process.wait()))
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        return endpoint, (process.pid,)
+
+    def cpu(self) -> float:
+        return sum(process_cpu(pid) for pid in self.pids)
+
     def __exit__(self, *_: object) -> None:
-        self._process.terminate()
-        self._process.wait()
+        self._stack.close()
 
 
 def record(rows: list[Row], row: Row) -> None:
@@ -262,7 +286,10 @@ def main() -> int:
     parser.add_argument("--large-blob-size", default="64MiB")
     parser.add_argument("--chunk-size", default="8MiB", help="the multipart chunk size all tools use there")
     parser.add_argument("--large-tools", default="regmig,aws,rclone")
+    parser.add_argument("--server", choices=("rgw", "moto"), default="rgw",
+                        help="Ceph RGW (a production S3, the faster server: client differences show more) or moto")
     args = parser.parse_args()
+    S3Server.kind = args.server
 
     tools = [t for t in args.tools.split(",") if t]
     for tool in tools:
@@ -273,7 +300,8 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
     objects = bulk_registry(str(source), args.links, args.blobs, parse_size(args.blob_size))
-    print(f"tree: {objects} objects ({args.links} links of 71 bytes, {args.blobs} x {args.blob_size} blobs)")
+    print(f"tree: {objects} objects ({args.links} links of 71 bytes, {args.blobs} x {args.blob_size} blobs); "
+          f"server: {args.server}")
 
     rows: list[Row] = []
     delta_tools = [] if args.no_delta else [t for t in (args.delta_tools or args.tools).split(",") if t in tools]
@@ -285,13 +313,13 @@ def main() -> int:
             shutil.copytree(source, tree, copy_function=shutil.copy2)
             server.client.create_bucket(Bucket="bench")
             record(rows, measure(tool, "initial", commands(tool, tree, "bench", server.endpoint, False), server.env,
-                                 server.pid, objects))
+                                 server, objects))
             if tool in delta_tools:
                 changed = mutate(tree)
                 record(rows, measure(tool, "delta", commands(tool, tree, "bench", server.endpoint, True), server.env,
-                                     server.pid, changed))
+                                     server, changed))
                 record(rows, measure(tool, "check", check_command(tool, tree, "bench", server.endpoint), server.env,
-                                     server.pid, changed))
+                                     server, changed))
         shutil.rmtree(work / tool)
     if args.large_blobs:
         large = work / "large" / "tree"
@@ -310,7 +338,7 @@ def main() -> int:
                 server.client.create_bucket(Bucket="bench")
                 blob_env = dict(server.env)
                 argv = large_blob_command(tool, large, "bench", server.endpoint, args.chunk_size, blob_env)
-                record(rows, measure(tool, "blobs", argv, blob_env, server.pid, count, count * size))
+                record(rows, measure(tool, "blobs", argv, blob_env, server, count, count * size))
     if args.memory_objects:
         big = work / "memory"
         started = time.monotonic()
@@ -320,13 +348,14 @@ def main() -> int:
             server.client.create_bucket(Bucket="bench")
             for tool in [t for t in args.memory_tools.split(",") if t]:
                 record(rows, measure(tool, "memory", commands(tool, big, "bench", server.endpoint, True, dry_run=True),
-                                     server.env, server.pid, count))
+                                     server.env, server, count))
     print()
     phases = ["initial", "delta", "check", "blobs", "memory"]
     print(table(sorted(rows, key=lambda r: phases.index(r.phase))))
     print()
     print("\n".join(targets(rows)))
-    summary = {"command": " ".join(sys.argv), "objects": objects, "rows": [asdict(r) for r in rows],
+    summary = {"command": " ".join(sys.argv), "server": args.server, "objects": objects,
+               "rows": [asdict(r) for r in rows],
                "targets": targets(rows)}
     out = HERE / "results" / "latest.json"
     out.write_text(json.dumps(summary, indent=2))

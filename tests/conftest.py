@@ -1,4 +1,9 @@
-"""Fixtures that start real servers on 127.0.0.1: moto's S3 server over HTTP (never in-process mocks)."""
+"""Fixtures that start real servers on 127.0.0.1 (never in-process mocks).
+
+S3 comes from two servers behind the same fixtures: Ceph RGW (Debian's radosgw, a production S3
+that checks signatures) and moto's server (the emulator ``make demo`` embeds). Every test that
+takes ``s3_endpoint``, ``s3`` or ``bucket`` runs against both, named ``[rgw]`` and ``[moto]``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from migrate.sample import SampleRegistry, demo_registry
+from rgw import ceph_rgw
 
 # Long enough to be redacted and to be found by the secret-leak tests.
 ACCESS_KEY = "AKIAREGMIGTESTKEY0001"
@@ -41,8 +47,18 @@ def aws_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
+S3_SERVERS = ["rgw", "moto"]
+
+
 @pytest.fixture(scope="session")
-def s3_endpoint(aws_environment: None) -> Iterator[str]:
+def rgw_endpoint(aws_environment: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Ceph cluster and radosgw for the whole run, with a user holding the test keys."""
+    with ceph_rgw(tmp_path_factory.mktemp("ceph"), access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server:
+        yield server.endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_environment: None) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -50,15 +66,34 @@ def s3_endpoint(aws_environment: None) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session", params=S3_SERVERS)
+def s3_endpoint(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_endpoint"))
+
+
+@pytest.fixture
+def s3_server(request: pytest.FixtureRequest, s3_endpoint: str) -> str:
+    """Which S3 server this test runs on, for the few settings a Ceph release lacks."""
+    return str(request.node.callspec.params["s3_endpoint"])
+
+
 @pytest.fixture(scope="session")
 def s3(s3_endpoint: str):  # type: ignore[no-untyped-def]
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    return s3_client(s3_endpoint)
+
+
+def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 @pytest.fixture
 def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+    return new_bucket(s3)
+
+
+def new_bucket(client) -> str:  # type: ignore[no-untyped-def]
     name = f"regmig-test-{next(_bucket_names)}"
-    s3.create_bucket(Bucket=name)
+    client.create_bucket(Bucket=name)
     return name
 
 
@@ -164,7 +199,7 @@ def _gcs_backend(endpoint: str) -> Backend:
     )
 
 
-BACKENDS = ["s3", "azure-trimmed", "azure-legacy", "gcs"]
+BACKENDS = ["s3-rgw", "s3-moto", "azure-trimmed", "azure-legacy", "gcs"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -173,8 +208,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def make_backend(request: pytest.FixtureRequest, name: str) -> Backend:
-    if name == "s3":
-        return _s3_backend(request.getfixturevalue("s3"))
+    if name.startswith("s3-"):
+        return _s3_backend(s3_client(request.getfixturevalue(f"{name.removeprefix('s3-')}_endpoint")))
     if name.startswith("azure-"):
         return _azure_backend(request.getfixturevalue("azurite_endpoint"), name.removeprefix("azure-"))
     if name == "gcs":

@@ -10,14 +10,20 @@ if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
     npm install --silent --no-audit --no-fund --prefix .tools azurite@3 >/dev/null
 fi
 
+# Debian packages: the real registry and skopeo (end-to-end tests), Ceph's monitor, OSD and radosgw
+# (the production S3 the tests and benchmarks run on; installed without recommends, nothing starts).
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
+command -v ceph-mon >/dev/null || missing+=(ceph-mon)
+command -v ceph-osd >/dev/null || missing+=(ceph-osd)
+command -v radosgw >/dev/null || missing+=(radosgw)
+command -v radosgw-admin >/dev/null || missing+=(ceph-common)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then SUDO=sudo; else
-        echo "tests need: ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+        echo "tests need: ${missing[*]}; run as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
         exit 1
     fi
 else
@@ -25,4 +31,4 @@ else
 fi
 echo "installing ${missing[*]} (needed by the end-to-end tests)"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

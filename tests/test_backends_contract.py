@@ -85,7 +85,7 @@ def test_resync_tag_change_delete_verify_and_markers(backend: Backend, registry:
 def test_round_trip_filesystem_azure_legacy_s3_filesystem(request: pytest.FixtureRequest, registry: SampleRegistry,
                                                           tmp_path: Path) -> None:
     azure = make_backend(request, "azure-legacy")
-    s3 = make_backend(request, "s3")
+    s3 = make_backend(request, "s3-rgw")
     back = tmp_path / "back"
     assert run("sync", registry.root, azure.url("registry"), *azure.args).exit_code == 0
     assert all(key.startswith("/registry/docker/") for key in azure.keys())

@@ -1,7 +1,8 @@
 """The strongest proof: images pushed by the real registry, synced by regmig, are served from S3.
 
 Debian's docker-registry (distribution 2.8.2) writes the tree on the filesystem driver; after
-``regmig sync`` the same registry on the s3 driver, against moto's server, must serve every
+``regmig sync`` the same registry on the s3 driver, configured with what ``regmig config-snippet``
+prints, against Ceph RGW and moto's server, with a rootdirectory and without, must serve every
 repository, tag and digest identically, and follow a re-pushed tag after ``sync --delete``.
 """
 
@@ -10,18 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 import realregistry as rr
 from cli_runner import regmig
 from conftest import ACCESS_KEY, SECRET_KEY, list_keys
 
 pytestmark = pytest.mark.registry
-ROOT = "/registry-root"
 
 
-def s3_storage(endpoint: str, bucket: str) -> dict[str, object]:
-    return {"s3": {"region": "us-east-1", "regionendpoint": endpoint, "bucket": bucket, "rootdirectory": ROOT,
-                   "secure": False, "v4auth": True, "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY}}
+def snippet_storage(url: str, endpoint: str) -> dict[str, object]:
+    """The storage section ``config-snippet`` prints for the cut-over, placeholders filled in."""
+    printed = regmig("config-snippet", url, "--endpoint-url", endpoint, "--region", "us-east-1")
+    assert printed.exit_code == 0, printed.stderr
+    storage = yaml.safe_load(printed.stdout.split("# GitLab")[0])["storage"]
+    storage["s3"].update(accesskey=ACCESS_KEY, secretkey=SECRET_KEY)
+    return storage  # type: ignore[no-any-return]
 
 
 def push_sample_images(base: str, work: Path) -> dict[str, str]:
@@ -51,10 +56,14 @@ def push_sample_images(base: str, work: Path) -> dict[str, str]:
     return {"old": old_digest, "base": base_image["digest"]}
 
 
-def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, s3_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("root", ["/registry", ""])
+def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, s3_endpoint: str,  # type: ignore[no-untyped-def]
+                                               root: str) -> None:
     work = tmp_path / "work"
-    root = tmp_path / "fs-registry"
-    filesystem = {"filesystem": {"rootdirectory": str(root)}}
+    url = f"s3://{bucket}{root}"
+    key_prefix = root.strip("/") + "/" if root else ""
+    source_root = tmp_path / "fs-registry"
+    filesystem = {"filesystem": {"rootdirectory": str(source_root)}}
     with rr.running_registry(filesystem, work) as source:
         digests = push_sample_images(source, work)
         expected = rr.snapshot(source)
@@ -62,12 +71,13 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
     assert "old" not in expected["team/tool"]
     assert len(expected) == 4
 
-    result = regmig("sync", str(root), f"s3://{bucket}{ROOT}", "--endpoint-url", s3_endpoint, "--json")
+    result = regmig("sync", str(source_root), url, "--endpoint-url", s3_endpoint, "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["outcomes"]["uploaded"]["count"] > 20
-    assert not [k for k in list_keys(s3, bucket) if not k.startswith("registry-root/docker/registry/v2/")]
+    assert not [k for k in list_keys(s3, bucket) if not k.startswith(key_prefix + "docker/registry/v2/")]
 
-    with rr.running_registry(s3_storage(s3_endpoint, bucket), work) as migrated:
+    storage = snippet_storage(url, s3_endpoint)
+    with rr.running_registry(storage, work) as migrated:
         assert rr.catalog(migrated) == list(expected)
         assert rr.snapshot(migrated) == expected
         for repository, tag_digests in expected.items():
@@ -83,14 +93,14 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
         changed = rr.snapshot(source)
     assert changed["library/alpine"]["latest"] != expected["library/alpine"]["latest"]
 
-    second = regmig("sync", str(root), f"s3://{bucket}{ROOT}", "--endpoint-url", s3_endpoint, "--delete", "--json")
+    second = regmig("sync", str(source_root), url, "--endpoint-url", s3_endpoint, "--delete", "--json")
     assert second.exit_code == 0, second.stderr
     report = second.json()
     assert report["outcomes"]["deleted"]["count"] >= 1
     changed_paths = [item["path"] for item in report["lists"]["changed"]["listed"]]
     assert changed_paths == ["docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/current/link"]
 
-    with rr.running_registry(s3_storage(s3_endpoint, bucket), work) as migrated:
+    with rr.running_registry(storage, work) as migrated:
         assert rr.snapshot(migrated) == changed
         rr.pull(migrated, "library/alpine:latest", work)
         rr.pull(migrated, "library/alpine:3.20", work)

@@ -119,12 +119,15 @@ class AzureStorage(Storage):
             self.container.upload_blob(key, data, length=size, overwrite=True, content_settings=settings,
                                        max_concurrency=4)
 
-    def delete(self, path: str, if_match: str | None = None) -> None:
+    def _delete(self, path: str, if_match: str | None) -> None:
         conditions: dict[str, Any] = {}
         if if_match:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
-        with _errors(f"delete {self.container_name}/{self.key(path)}"):
-            self.container.delete_blob(self.key(path), **conditions)
+        try:
+            with _errors(f"delete {self.container_name}/{self.key(path)}"):
+                self.container.delete_blob(self.key(path), **conditions)
+        except ObjectMissing:
+            return
 
     def close(self) -> None:
         self.container.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from migrate import tree
-from migrate.errors import RegmigError
+from migrate.errors import ConditionFailed, RegmigError
 
 ProblemSink = Callable[[str, str], None]
 """Called as ``sink(path, message)`` for an entry a walk had to pass over."""
@@ -101,9 +101,25 @@ class Storage(abc.ABC):
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
         """Write an entry; large streams go in chunks of the transfer chunk size."""
 
-    @abc.abstractmethod
     def delete(self, path: str, if_match: str | None = None) -> None:
-        """Delete exactly one key, never a prefix; ``if_match`` makes it conditional where supported."""
+        """Delete exactly one key, never a prefix. A key already gone is success, on every backend.
+
+        ``if_match`` (a version token from ``stat``): raise ConditionFailed when the key now holds
+        another version. The token is compared just before the delete, because some services accept
+        the condition and ignore it (Ceph RGW 16 on DeleteObject, fake-gcs-server), and is also sent
+        as a condition where the service honours one, which closes the remaining window there.
+        """
+        if if_match is not None:
+            current = self.stat(path)
+            if current is None:
+                return
+            if current.etag != if_match:
+                raise ConditionFailed(f"delete {self.url}/{path}: changed since it was checked")
+        self._delete(path, if_match)
+
+    @abc.abstractmethod
+    def _delete(self, path: str, if_match: str | None) -> None:
+        """The service's own delete of one exact key: success when it is already gone."""
 
     def delete_many(self, paths: list[str]) -> list[tuple[str, str]]:
         """Delete exact keys (never prefixes); returns (path, error) for those that failed.

@@ -154,7 +154,7 @@ class FilesystemStorage(Storage):
             os.unlink(tmp)
             raise
 
-    def delete(self, path: str, if_match: str | None = None) -> None:
+    def _delete(self, path: str, if_match: str | None) -> None:
         target = self._local(path)
         try:
             os.unlink(target)

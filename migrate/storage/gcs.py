@@ -110,10 +110,13 @@ class GCSStorage(Storage):
                 blob = self.bucket.blob(key, chunk_size=_chunk(self.transfer.chunk_size) if chunked else None)
                 blob.upload_from_file(data, size=size, content_type=CONTENT_TYPE, checksum="md5", retry=self._retry)
 
-    def delete(self, path: str, if_match: str | None = None) -> None:
+    def _delete(self, path: str, if_match: str | None) -> None:
         generation = int(if_match) if if_match and if_match.isdigit() else None
-        with _errors(f"delete gs://{self.bucket_name}/{self.key(path)}"):
-            self.bucket.blob(self.key(path)).delete(if_generation_match=generation, retry=self._retry)
+        try:
+            with _errors(f"delete gs://{self.bucket_name}/{self.key(path)}"):
+                self.bucket.blob(self.key(path)).delete(if_generation_match=generation, retry=self._retry)
+        except ObjectMissing:
+            return
 
     def close(self) -> None:
         self.client.close()

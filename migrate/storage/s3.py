@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -17,12 +19,15 @@ from s3transfer.manager import TransferManager
 
 from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
+from migrate.probe import PROBE_DIR
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import S3Options
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 from migrate.storage.s3_lean import LeanS3, lean_path_usable
 
 CONTENT_TYPE = "application/octet-stream"
+_BUCKET_NAME = re.compile(r"[a-z0-9](?!.*\.\.)[a-z0-9.-]{1,61}[a-z0-9]")
+"""S3's rules for new buckets; AWS still serves older names that break them (us-east-1 before 2018)."""
 _HEADERS = {"ContentType": "Content-Type", "ServerSideEncryption": "x-amz-server-side-encryption",
             "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "StorageClass": "x-amz-storage-class"}
 
@@ -70,13 +75,20 @@ class S3Storage(Storage):
     def check_reachable(self) -> None:
         what = f"bucket {self.bucket!r}"
         try:
-            with _errors(what, missing=BadInput):
-                self.client.head_bucket(Bucket=self.bucket)
+            try:
+                with _errors(what, missing=BadInput):
+                    self.client.head_bucket(Bucket=self.bucket)
+            except BadInput as exc:
+                if "does not exist" in str(exc):
+                    self._confirm_s3(what)  # a HEAD 404 from any web server looks the same
+                raise
+            self._confirm_s3(what)
         except BadInput as exc:
-            if "does not exist" in str(exc):
-                self._confirm_s3(what)  # a HEAD 404 from any web server looks the same
+            if "does not exist" in str(exc) and not _BUCKET_NAME.fullmatch(self.bucket):
+                raise BadInput(f"{exc}, and {self.bucket!r} breaks S3's bucket naming rules (3 to 63 lowercase "
+                               f"letters, digits, dots and hyphens), which services such as Ceph RGW enforce: "
+                               f"check the name") from None
             raise
-        self._confirm_s3(what)
 
     def _confirm_s3(self, what: str) -> None:
         """A listing answers with S3's own error codes; anything else is not an S3 service."""
@@ -91,6 +103,41 @@ class S3Storage(Storage):
                 raise BadInput(f"{endpoint} does not answer like an S3 service (HTTP {code})") from None
             with _errors(what, missing=BadInput):
                 raise
+
+    def check_destination(self) -> None:
+        self.check_reachable()
+        if len(self._write_args) > 1:
+            self._check_write_settings()
+
+    def _check_write_settings(self) -> None:
+        """One probe object, written with the copy's settings and read back, before the copy.
+
+        Services refuse settings they lack (Ceph RGW 16 answers InvalidArgument to a storage class
+        it does not define) or accept a header and ignore it (RGW 16 stores an ``AES256`` object
+        unencrypted over HTTP): either way every upload would fail, or succeed without the
+        encryption the operator asked for."""
+        asked = {"ServerSideEncryption": self.options.sse, "StorageClass": self.options.storage_class}
+        flags = " ".join(f"{flag} {value}" for flag, value in (("--sse", self.options.sse),
+                                                               ("--storage-class", self.options.storage_class))
+                         if value)
+        key = f"{self.prefix}{PROBE_DIR}/{uuid.uuid4()}"
+        try:
+            with _errors(f"a test write to s3://{self.bucket}/{key}"):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"", **self._write_args)
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except StorageError as exc:
+            raise BadInput(f"the service refused {flags}: {exc}") from None
+        finally:
+            with _errors(f"delete s3://{self.bucket}/{key}"):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        # HEAD leaves StorageClass out for STANDARD objects.
+        got = {"ServerSideEncryption": head.get("ServerSideEncryption"),
+               "StorageClass": head.get("StorageClass", "STANDARD")}
+        ignored = [f"{name} {value} (the object has {got[name] or 'none'})"
+                   for name, value in asked.items() if value and got[name] != value]
+        if ignored:
+            raise BadInput(f"s3://{self.bucket}: the service accepted {flags} but did not apply "
+                           f"{', '.join(ignored)}: drop the setting or configure the service for it")
 
     def has_entries(self, prefix: str) -> bool:
         # One key is enough: a listing page of 1,000 costs the service (and the client) far more.
@@ -196,12 +243,15 @@ class S3Storage(Storage):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                    ContentMD5=base64.b64encode(md5).decode(), **self._write_args)
 
-    def delete(self, path: str, if_match: str | None = None) -> None:
+    def _delete(self, path: str, if_match: str | None) -> None:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(path)}
         if if_match:
             args["IfMatch"] = f'"{if_match}"'
-        with _errors(f"delete s3://{self.bucket}/{args['Key']}"):
-            self.client.delete_object(**args)
+        try:
+            with _errors(f"delete s3://{self.bucket}/{args['Key']}"):
+                self.client.delete_object(**args)
+        except ObjectMissing:  # a conditional delete of a key gone meanwhile
+            return
 
     def delete_many(self, paths: list[str]) -> list[tuple[str, str]]:
         """One DeleteObjects request per 1,000 exact keys."""
@@ -287,7 +337,8 @@ def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[N
             raise ConditionFailed(f"{what}: changed since it was checked") from None
         if code in _MISSING_KEY_CODES:
             raise missing(f"{what}: does not exist") from None
-        raise StorageError(redact.redact(f"{what}: {code or 'error'}: {error.get('Message', exc)}")) from None
+        detail = f"{code}: {error['Message']}" if code and error.get("Message") else code or str(exc)
+        raise StorageError(redact.redact(f"{what}: {detail}")) from None
     except botocore.exceptions.NoCredentialsError:
         raise BadInput("no AWS credentials found (environment, shared config, or instance role)") from None
     except botocore.exceptions.EndpointConnectionError as exc:

@@ -1,0 +1,88 @@
+"""A dict-backed backend: the storage contract with nothing behind it, for pure tests of the
+pipeline (planner, march, guards) without a server. It answers every call the way the real
+backends must (tests/test_storage_contract.py runs the same suite on it and on them)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from migrate import tree
+from migrate.errors import BadInput, ConditionFailed, ObjectMissing
+from migrate.storage.base import Entry, ProblemSink, Storage
+
+
+class MemoryStorage(Storage):
+    driver = tree.Driver.S3
+
+    def __init__(self, name: str = "memory", rootdirectory: str = "", *, exists: bool = True) -> None:
+        self.name = name
+        self.rootdirectory = rootdirectory
+        self.exists = exists
+        self.objects: dict[str, bytes] = {}
+        """Keys as stored (with the root prefix), as a bucket would hold them."""
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        root = self.rootdirectory.strip("/")
+        return f"memory://{self.name}" + (f"/{root}" if root else "")
+
+    def check_reachable(self) -> None:
+        if not self.exists:
+            raise BadInput(f"bucket {self.name!r}: the bucket does not exist")
+
+    def has_keys(self, key_prefix: str) -> bool:
+        with self._lock:
+            return any(key.startswith(key_prefix) for key in self.objects)
+
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
+        self.check_reachable()
+        start = self.prefix + prefix
+        with self._lock:  # a snapshot: a listing is a point-in-time view page by page anyway
+            keys = sorted(key for key in self.objects if key.startswith(start))
+        for key in keys:
+            entry = self._entry(key)
+            if entry is not None:
+                yield entry
+
+    def _entry(self, key: str) -> Entry | None:
+        with self._lock:
+            data = self.objects.get(key)
+        if data is None:
+            return None
+        md5 = hashlib.md5(data).hexdigest()
+        return Entry(key[len(self.prefix):], len(data), md5, md5)
+
+    def stat(self, path: str) -> Entry | None:
+        return self._entry(self.key(path))
+
+    @contextmanager
+    def open(self, path: str) -> Iterator[BinaryIO]:
+        yield io.BytesIO(self.read(path))
+
+    def read(self, path: str) -> bytes:
+        with self._lock:
+            data = self.objects.get(self.key(path))
+        if data is None:
+            raise ObjectMissing(f"{self.url}/{path}: does not exist")
+        return data
+
+    def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
+        body = data if isinstance(data, bytes) else data.read()
+        with self._lock:
+            self.objects[self.key(path)] = bytes(body)
+
+    def _delete(self, path: str, if_match: str | None) -> None:
+        key = self.key(path)
+        with self._lock:
+            data = self.objects.get(key)
+            if data is None:
+                return
+            if if_match is not None and hashlib.md5(data).hexdigest() != if_match:
+                raise ConditionFailed(f"delete {self.url}/{path}: changed since it was checked")
+            del self.objects[key]
