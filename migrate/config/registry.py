@@ -87,8 +87,8 @@ def _from_gitlab_rb(text: str, path: str) -> RegistryStorage:
 def _storage_section(section: dict[str, Any], path: str) -> RegistryStorage:
     drivers = [name for name in section if name not in NOT_DRIVERS]
     if len(drivers) != 1:
-        found = ", ".join(drivers) if drivers else "none"
-        raise BadInput(f"{path}: the storage section must name exactly one driver, found {len(drivers)}: {found}")
+        found = f"{len(drivers)}: {', '.join(drivers)}" if drivers else "none"
+        raise BadInput(f"{path}: the storage section must name exactly one driver, found {found}")
     driver = drivers[0]
     params = section[driver] or {}
     if not isinstance(params, dict):
