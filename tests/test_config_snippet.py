@@ -288,3 +288,12 @@ http:
         assert "sha256:" + hashlib.sha256(data).hexdigest() == layer
         upload, _, _ = rr.get(f"{migrated}/v2/library/alpine/blobs/uploads/", method="POST")
         assert upload in (405, 503)  # read-only for the cut-over
+
+
+def test_gitlab_rb_values_keep_their_ruby_types() -> None:
+    """An operator's storage hash comes back as the same literal: nil, floats, arrays, empty hashes."""
+    from migrate.config.snippet import ruby
+
+    value = {"cache": {"blobdescriptor": "redis", "ttl": None}, "tag": {"concurrencylimit": 8, "ratio": 0.5},
+             "x": {"list": ["a", 1, True], "empty": {}}, "quote": "it's"}
+    assert parse_literal(ruby(value))[0] == value

@@ -108,8 +108,8 @@ def driver_section(location: str, options: LocationOptions, driver: str,
     settings = driver_settings(location, options, driver)
     if own is None:
         credentials = {key: PLACEHOLDERS[key] for key in CREDENTIALS[driver]}
-        # GitLab's docs: S3-compatibles (MinIO and others) need s3_v2's default CRC checksums off,
-        # as regmig turns botocore's off for them.
+        # GitLab's docs: S3-compatibles (MinIO and others) need s3_v2's default CRC checksums off;
+        # regmig's own client sends none either.
         checksums = {"checksum_disabled": True} if driver == "s3_v2" and "regionendpoint" in settings else {}
         return {**settings, **credentials, **checksums}
     kept = {key: (PLACEHOLDERS.get(key, f"<{key.upper()}>") if key in SECRET_VALUES else value)
@@ -117,17 +117,15 @@ def driver_section(location: str, options: LocationOptions, driver: str,
     return {**kept, **settings}
 
 
-def storage_config(location: str, options: LocationOptions, *, readonly: bool, driver: str | None = None,
-                   base: RegistryStorage | None = None, keep_driver_settings: bool = False) -> dict[str, Any]:
+def storage_config(driver: str, section: dict[str, Any], base: RegistryStorage | None, *,
+                   readonly: bool) -> dict[str, Any]:
     """The storage section: the driver's, then the base's other keys as they were (or
     ``redirect.disable: false`` without a base), with only ``maintenance.readonly.enabled`` set."""
-    name = driver_name(location, driver, base)
-    own = base.params if base is not None and keep_driver_settings else None
     others: dict[str, Any] = copy.deepcopy(base.extra) if base is not None else {"redirect": {"disable": False}}
     maintenance = dict(others.get("maintenance") or {})
     maintenance["readonly"] = {**(maintenance.get("readonly") or {}), "enabled": readonly}
     others["maintenance"] = maintenance
-    return {name: driver_section(location, options, name, own), **others}
+    return {driver: copy.deepcopy(section), **others}
 
 
 def render(location: str, options: LocationOptions, *, driver: str | None = None,
@@ -136,10 +134,10 @@ def render(location: str, options: LocationOptions, *, driver: str | None = None
     (``--to-config``), whose driver settings are kept; ``current`` the registry's config now
     (``--from-config``), whose driver section is replaced. At most one of them."""
     base = target or current
-    settings = {"driver": driver, "base": base, "keep_driver_settings": target is not None}
-    cutover = storage_config(location, options, readonly=True, **settings)
-    after = storage_config(location, options, readonly=False, **settings)
-    name = next(iter(cutover))
+    name = driver_name(location, driver, base)
+    section = driver_section(location, options, name, target.params if target is not None else None)
+    cutover = storage_config(name, section, base, readonly=True)
+    after = storage_config(name, section, base, readonly=False)
     if base is not None and base.document is not None:
         document = {**copy.deepcopy(base.document), "storage": cutover}
         return "\n".join([
@@ -168,7 +166,7 @@ def render(location: str, options: LocationOptions, *, driver: str | None = None
         "# Registry config.yml: the storage section for the cut-over (read-only until verify passes).",
         "# Afterwards set maintenance.readonly.enabled to false. If clients cannot reach the bucket",
         "# directly, set redirect.disable to true so the registry serves blobs itself.",
-        *(["# s3_v2 is GitLab's registry only (GitLab 17.10 and later); Distribution has s3."] if name == "s3_v2" else []),
+        *(["# s3_v2 is GitLab's registry only (beta from GitLab 17.10); Distribution has s3."] if name == "s3_v2" else []),
         yaml.safe_dump({"storage": cutover}, sort_keys=False).rstrip(),
         "",
         "# GitLab Linux package, /etc/gitlab/gitlab.rb, then `sudo gitlab-ctl reconfigure`:",
