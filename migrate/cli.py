@@ -275,7 +275,8 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     again with only the storage driver's section and maintenance.readonly changed: redirect,
     delete, cache, notifications and every other setting stay as they are. The S3 endpoint
     and region are the ones regmig uses (flag, file, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
-    and the AWS config). Secrets are printed as placeholders, never values.
+    and the AWS config). Storage credentials are printed as placeholders, never values; the
+    file's other settings (http.secret too) are printed as the file has them.
     """
     from migrate.config import registry as registry_config
     from migrate.config import snippet
