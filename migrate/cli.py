@@ -261,17 +261,35 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
 @main.command("config-snippet")
 @click.argument("locations", nargs=-1, metavar="DESTINATION")
 @storage_options
+@click.option("--driver", type=click.Choice(["s3", "s3_v2"]),
+              help="S3 driver to write: s3 (Distribution's s3-aws; every registry) or s3_v2 (GitLab's registry "
+                   "only, on aws-sdk-go-v2: beta from GitLab 17.10; from 19.0 s3 runs it too). Default: the "
+                   "config file's S3 driver, else s3.")
 @handles_errors
 def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Print the registry storage configuration that reads DESTINATION as regmig wrote it.
 
     Gives config.yml's storage section and gitlab.rb's registry['storage'] block, for the
-    read-only cut-over and for afterwards. Secrets are printed as placeholders, never values.
+    read-only cut-over and for afterwards. With the operator's own file (--to-config, the
+    destination's config, or --from-config, the registry's current one) it prints that file
+    again with only the storage driver's section and maintenance.readonly changed: redirect,
+    delete, cache, notifications and every other setting stay as they are. The S3 endpoint
+    and region are the ones regmig uses (flag, file, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+    and the AWS config). Storage credentials are printed as placeholders, never values; the
+    file's other settings (http.secret too) are printed as the file has them.
     """
+    from migrate.config import registry as registry_config
     from migrate.config import snippet
+    from migrate.errors import BadInput
 
-    url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
-    click.echo(snippet.render(url, options), nl=False)
+    current_path = kw.pop("from_config")
+    if current_path and kw["to_config"]:
+        raise BadInput("config-snippet takes one registry config: --to-config (the destination's) "
+                       "or --from-config (the registry's current one)")
+    side = resolve_locations(kw, locations, ("destination",))["destination"]
+    current = registry_config.load(current_path) if current_path else None
+    click.echo(snippet.render(side.url, side.options, driver=kw["driver"], current=current, target=side.config),
+               nl=False)
     return 0
 
 

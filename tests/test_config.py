@@ -84,6 +84,42 @@ def test_gitlab_rb_errors_name_the_line(tmp_path: Path, text: str, line: int, me
         rc.load(path, environ={})
 
 
+def test_gitlab_rb_s3_v2_reads_as_s3(tmp_path: Path) -> None:
+    text = GITLAB_RB.replace("'s3' => {", "'s3_v2' => {\n    'checksum_disabled' => true,")
+    storage = rc.load(write(tmp_path, "gitlab.rb", text), environ={})
+    assert storage.driver == "s3_v2" and storage.params["checksum_disabled"] is True
+    url, options = rc.to_location(storage, LocationOptions())
+    assert url == "s3://gitlab-registry/registry" and options.s3.endpoint_url == "http://minio.internal:9000"
+    assert options.s3.path_style and options.transfer.chunk_size == 26_214_400
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("gitlab.rb", "registry['storage'] = { 's3_v2' => { 'bucket' => 'b' }, 'gcs' => { 'bucket' => 'c' } }\n",
+         "found 2: s3_v2, gcs"),
+        ("gitlab.rb", "registry['storage'] = { 'azure_v2' => { 'container' => 'c' } }\n",
+         "does not support the 'azure_v2' storage driver"),
+        ("config.yml", "storage:\n  s3: {bucket: b}\n  filesystem: {rootdirectory: /r}\n  delete: {enabled: true}\n",
+         "found 2: s3, filesystem"),
+    ],
+)
+def test_driver_errors_name_exactly_the_drivers_in_the_file(tmp_path: Path, name: str, text: str,
+                                                             message: str) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(BadInput) as error:
+        rc.to_location(rc.load(path, environ={}), LocationOptions())
+    assert message in str(error.value)
+    assert ("filesystem" in str(error.value)) == ("filesystem" in text)  # never a driver the file lacks
+
+
+def test_storage_tag_section_is_not_a_driver(tmp_path: Path) -> None:
+    """Distribution 3.x's storage.tag.concurrencylimit sits beside the driver."""
+    path = write(tmp_path, "config.yml", "storage:\n  tag: {concurrencylimit: 8}\n  s3: {bucket: b, region: r}\n")
+    storage = rc.load(path, environ={})
+    assert storage.driver == "s3" and storage.extra == {"tag": {"concurrencylimit": 8}}
+
+
 def test_ruby_literals() -> None:
     value, end = parse_literal("{ a: 1, 'b' => [true, nil, -2.5, :sym], \"c\" => 'it\\'s' } # tail", 0)
     assert value == {"a": 1, "b": [True, None, -2.5, "sym"], "c": "it's"}

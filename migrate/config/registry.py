@@ -20,8 +20,12 @@ from migrate.errors import BadInput
 from migrate.storage import LocationOptions
 from migrate.storage.options import AzureOptions, GCSOptions, S3Options
 
-DRIVERS = ("filesystem", "s3", "gcs", "azure", "inmemory", "swift", "oss")
-NOT_DRIVERS = ("delete", "redirect", "cache", "maintenance")
+# Keys of the storage section that are not drivers, as the registry reads it (``tag`` is Distribution 3.x's):
+# any other key names a driver, and exactly one must be present.
+NOT_DRIVERS = ("delete", "redirect", "cache", "maintenance", "tag")
+# Distribution's s3 (s3-aws) and GitLab's s3_v2 (aws-sdk-go-v2): the same key layout, and the same
+# settings for everything regmig reads (s3_v2 adds checksum settings, which do not change what is stored).
+S3_DRIVERS = ("s3", "s3_v2")
 SECRET_KEYS = ("accesskey", "secretkey", "accountkey", "sessiontoken", "secret", "password")
 GITLAB_DEFAULT_PATH = "/var/opt/gitlab/gitlab-rails/shared/registry"
 _ASSIGNMENT = re.compile(r"^[ \t]*(registry\[['\"]storage['\"]\]|gitlab_rails\[['\"]registry_path['\"]\])[ \t]*=[ \t]*",
@@ -37,7 +41,8 @@ class RegistryStorage:
     readonly: bool = False
     redirect_disabled: bool | None = None
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the storage section's other keys (redirect, cache...)
+    document: dict[str, Any] | None = None  # the whole config.yml (None for gitlab.rb), for config-snippet
 
 
 def load(path: str, environ: Mapping[str, str] | None = None) -> RegistryStorage:
@@ -63,7 +68,7 @@ def _from_config_yml(text: str, path: str) -> RegistryStorage:
         raise BadInput(f"{path}{line}: not valid YAML") from None
     if not isinstance(document, dict) or not isinstance(document.get("storage"), dict):
         raise BadInput(f"{path}: no storage: section (is this a registry config.yml?)")
-    return _storage_section(document["storage"], path)
+    return replace(_storage_section(document["storage"], path), document=document)
 
 
 def _from_gitlab_rb(text: str, path: str) -> RegistryStorage:
@@ -73,8 +78,8 @@ def _from_gitlab_rb(text: str, path: str) -> RegistryStorage:
     storage = values.get("registry") or {}
     if not isinstance(storage, dict):
         raise BadInput(f"{path}: registry['storage'] is not a hash")
-    if not any(driver in storage for driver in DRIVERS):
-        # GitLab's default: the filesystem at gitlab_rails['registry_path'].
+    if all(key in NOT_DRIVERS for key in storage):
+        # No driver named: GitLab's default, the filesystem at gitlab_rails['registry_path'].
         storage = {**storage, "filesystem": {"rootdirectory": values.get("gitlab_rails") or GITLAB_DEFAULT_PATH}}
     return _storage_section(storage, path)
 
@@ -82,7 +87,8 @@ def _from_gitlab_rb(text: str, path: str) -> RegistryStorage:
 def _storage_section(section: dict[str, Any], path: str) -> RegistryStorage:
     drivers = [name for name in section if name not in NOT_DRIVERS]
     if len(drivers) != 1:
-        raise BadInput(f"{path}: the storage section must name exactly one driver, found {drivers or 'none'}")
+        found = f"{len(drivers)}: {', '.join(drivers)}" if drivers else "none"
+        raise BadInput(f"{path}: the storage section must name exactly one driver, found {found}")
     driver = drivers[0]
     params = section[driver] or {}
     if not isinstance(params, dict):
@@ -149,7 +155,7 @@ def to_location(storage: RegistryStorage, base: LocationOptions) -> tuple[str, L
         transfer = replace(transfer, chunk_size=chunk)
     if storage.driver == "filesystem":
         return str(p.get("rootdirectory") or "/var/lib/registry"), replace(base, transfer=transfer)
-    if storage.driver == "s3":
+    if storage.driver in S3_DRIVERS:
         if _int(p.get("maxrequestspersecond")):
             transfer = replace(transfer, max_requests_per_second=float(p["maxrequestspersecond"]))
         endpoint = p.get("regionendpoint") or None
