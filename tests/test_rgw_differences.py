@@ -82,3 +82,18 @@ def test_settings_the_service_refuses_or_ignores_stop_the_copy_before_it_starts(
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and refusal in result.stderr, result.stderr
     assert list_keys(client, bucket) == {}
+
+
+def test_a_wrong_secret_is_one_line_and_never_printed(rgw_endpoint: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto accepts any signature; RGW checks it, as AWS does."""
+    registry = demo_registry(str(tmp_path / "registry"))
+    bucket = new_bucket(s3_client(rgw_endpoint))
+    wrong = "a-wrong-secret-that-must-never-be-printed-0123"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    log = tmp_path / "log"
+    result = regmig("sync", registry.root, f"s3://{bucket}/r", "--endpoint-url", rgw_endpoint, "--retries", "1",
+                    "--log-file", str(log))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "access denied (SignatureDoesNotMatch)" in result.stderr
+    assert wrong not in result.stderr + result.stdout + log.read_text()

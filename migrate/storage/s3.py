@@ -79,8 +79,10 @@ class S3Storage(Storage):
                 with _errors(what, missing=BadInput):
                     self.client.head_bucket(Bucket=self.bucket)
             except BadInput as exc:
-                if "does not exist" in str(exc):
-                    self._confirm_s3(what)  # a HEAD 404 from any web server looks the same
+                # A HEAD answer has no body: a 404 from any web server looks the same, and a 403 does
+                # not say whether the secret is wrong or a policy denies. A listing tells both.
+                if "does not exist" in str(exc) or "(403)" in str(exc):
+                    self._confirm_s3(what)
                 raise
             self._confirm_s3(what)
         except BadInput as exc:
