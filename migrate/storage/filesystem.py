@@ -226,12 +226,22 @@ def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,
     in the directory entry)."""
     try:
         with os.scandir(dir_fd) as scan:
-            children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=follow) else e.name), e) for e in scan]
+            if follow:
+                children = [(rel_dir + (e.name + "/" if _leads_to_directory(e) else e.name), e) for e in scan]
+            else:  # the hot path: the type is in the directory entry, no call of ours per entry
+                children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan]
     except OSError as exc:
         _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return []
     children.sort(key=lambda item: item[0])
     return children
+
+
+def _leads_to_directory(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False  # a link that cannot be followed (a loop of links): reported when its turn comes
 
 
 def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int, settled: int,
