@@ -79,6 +79,6 @@ def shared_blobs(source: Storage, destination: Storage) -> tuple[int, int]:
 
 def _refuse(message: str, options: SyncOptions, report: Report) -> None:
     if options.dry_run:
-        report.note(f"the same run without --dry-run is refused: {message}")
+        report.note(f"a sync that writes refuses this: {message}")
         return
     raise BadInput(message)

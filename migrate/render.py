@@ -21,8 +21,8 @@ _AZURE_PREFIXES = {tree.Driver.AZURE_TRIMMED: "trimmed", tree.Driver.AZURE_LEGAC
 
 def no_registry_data(url: str, prefix: str, driver: tree.Driver, others: list[OtherRoot]) -> str:
     """A root with nothing under docker/: where the bucket's registry data is, when it has some."""
-    keys = f"keys starting {prefix + 'docker/'!r}" if driver is not tree.Driver.FILESYSTEM else "a docker/ directory"
-    line = f"no registry data under {url} (no {keys})"
+    missing = "no docker/ directory" if driver is tree.Driver.FILESYSTEM else f"no key starts {prefix + 'docker/'!r}"
+    line = f"no registry data under {url} ({missing})"
     if not others:
         return line
     held = " and ".join(root.url for root in others)

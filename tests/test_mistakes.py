@@ -48,7 +48,7 @@ def test_every_command_names_the_root_that_holds_the_registry(backend: Backend, 
 
         preview = regmig("sync", registry.root, wrong, *backend.args, "--delete", "--dry-run", "--json")
         assert preview.exit_code == 0, preview.stderr
-        assert any(hint in note and "refused" in note for note in preview.json()["notes"])
+        assert any(hint in note and "refuses this" in note for note in preview.json()["notes"])
         plan = regmig("plan", registry.root, wrong, *backend.args, "--no-probe")
         assert plan.exit_code == 0, plan.stderr
         assert hint in plan.stdout
