@@ -41,8 +41,10 @@ def require_registry_data(storage: Storage) -> None:
 def other_roots_note(storage: Storage) -> str | None:
     """When the root holds no registry data but another root of the same bucket does, the
     "did you mean" line; None otherwise (a root being filled for the first time)."""
-    if roots.holds_registry_data(storage):
-        return None
+    return None if roots.holds_registry_data(storage) else _elsewhere(storage)
+
+
+def _elsewhere(storage: Storage) -> str | None:
     others = roots.find_other_roots(storage)
     return render.no_registry_data(storage.url, storage.prefix, storage.driver, others) if others else None
 
@@ -50,7 +52,7 @@ def other_roots_note(storage: Storage) -> str | None:
 def before_writing(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
     """Raise BadInput for a sync that is most likely a mistake; a dry run gets notes instead."""
     if not roots.holds_registry_data(destination):
-        note = other_roots_note(destination)
+        note = _elsewhere(destination)
         if note and options.delete:
             _refuse(f"refusing --delete into a root that holds no registry data: {note} (a first copy into a "
                     f"new root runs without --delete)", options, report)

@@ -37,6 +37,7 @@ CONTENT_TYPE = "application/octet-stream"
 
 class AzureStorage(Storage):
     key_layouts = (tree.Driver.AZURE_TRIMMED, tree.Driver.AZURE_LEGACY)
+
     def __init__(self, container: str, rootdirectory: str, options: AzureOptions, transfer: TransferSettings) -> None:
         if not container:
             raise BadInput("the container name is empty: use azure://CONTAINER[/ROOTDIRECTORY]")

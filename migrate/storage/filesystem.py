@@ -280,7 +280,7 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
 class _Links:
     """With --follow-symlinks: the real directories a walk has entered (the root's, then each
     followed link's), so a link that would walk something twice or forever is reported instead.
-    Only links pay for it (a realpath each): a tree without links never builds it."""
+    Only links pay for it (a realpath each): a walk without links never calls it."""
 
     def __init__(self, root: str) -> None:
         self._root = root

@@ -29,6 +29,8 @@ ROOT_PREFIX_CONFIG = {
 
 @dataclass(frozen=True, slots=True)
 class FilesystemOptions:
+    """How a directory tree is walked (--follow-symlinks: registry data moved to another disk)."""
+
     follow_symlinks: bool = False
 
 
