@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrate import tree
+from migrate import guards, tree
 from migrate.errors import ConditionFailed, RegmigError
 from migrate.storage.base import Entry, Storage
 
@@ -52,7 +52,7 @@ class MarkerFinder:
         found = []
         while self._pending and not entry.path.startswith(self._pending[-1][0]):
             found.append(self._settle(*self._pending.pop()))
-        if tree.is_marker(entry.path, entry.size):
+        if tree.is_registry_marker(entry.path, entry.size):
             marker = _classify(entry.path, entry.etag)
             if marker is None:
                 self._pending.append((entry.path, entry.etag))
@@ -114,6 +114,7 @@ def remove_marker(storage: Storage, marker: Marker) -> bool:
 def scan(storage: Storage, fix: bool, listed_limit: int = 1000) -> dict[str, Any]:
     """Report every marker; with ``fix``, remove each one (exact key, re-checked), then re-scan."""
     storage.check_reachable()
+    guards.require_registry_data(storage)
     kinds: dict[str, int] = {}
     listed: list[dict[str, str | None]] = []
     failures: list[dict[str, str]] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from checks.markers import Marker, MarkerFinder
 from checks.semantics import DeepOptions, SemanticCheck
-from migrate import tree
+from migrate import guards, tree
 from migrate.compare import content_matches
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
@@ -51,6 +51,7 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
         preflight(source, destination)
     else:
         destination.check_reachable()
+    guards.require_registry_data(destination)
     counts = Counts()
     finder = MarkerFinder()
     semantics = SemanticCheck(destination, options.deep) if options.deep else None
@@ -61,7 +62,7 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
             _record_marker(marker, counts, report)
         if semantics and not tree.is_marker(entry.path, entry.size):
             semantics.see(entry)
-        return tree.is_marker(entry.path, entry.size)
+        return tree.is_registry_marker(entry.path, entry.size)  # another tool's folder is foreign data
 
     destination_entries = read_ahead(
         registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False))
@@ -88,9 +89,6 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     for marker in finder.finish():
         _record_marker(marker, counts, report)
     report.listing_finished = True
-    if counts.destination_objects == 0:
-        report.note(destination.layout_hint() or f"no registry data under {destination.url} "
-                    f"(keys starting {destination.prefix + tree.V2!r})")
     findings = semantics.finish() if semantics else []
     for error in semantics.errors if semantics else []:
         report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])

@@ -21,7 +21,7 @@ from migrate import __version__, redact, render
 from migrate.errors import RegmigError
 from migrate.progress import Progress
 from migrate.report import Report
-from migrate.cli_options import output_options, parse_size, resolve_locations, storage_options
+from migrate.cli_options import follow_symlinks_option, output_options, parse_size, resolve_locations, storage_options
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, sync
 
@@ -98,6 +98,11 @@ def main() -> None:
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
 @click.option("--allow-object-source-delete", is_flag=True,
               help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
+@click.option("--allow-unrelated-source", is_flag=True,
+              help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE.")
+@click.option("--into-populated-directory", is_flag=True,
+              help="Allow a DESTINATION directory that already holds a registry (a rollback onto the old root).")
+@follow_symlinks_option
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Record what DESTINATION holds after a clean pass; the next pass reads FILE instead of "
                    "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
@@ -124,6 +129,8 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             dry_run=kw["dry_run"],
             include_uploads=kw["include_uploads"],
             allow_object_source_delete=kw["allow_object_source_delete"],
+            allow_unrelated_source=kw["allow_unrelated_source"],
+            into_populated_directory=kw["into_populated_directory"],
             workers=kw["workers"],
             state_path=kw["state_path"],
         )
@@ -159,6 +166,7 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
 @click.option("--hash-limit", default="64MiB", show_default=True, help="With --deep, hash blobs up to this size.")
 @click.option("--hash-all", is_flag=True, help="With --deep, hash every blob whatever its size.")
 @click.option("--include-uploads", is_flag=True, help="Also compare _uploads (excluded by default, as in sync).")
+@follow_symlinks_option
 @storage_options
 @output_options
 @handles_errors
@@ -227,6 +235,7 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
 @click.option("--include-uploads", is_flag=True, help="Count _uploads as sync --include-uploads would.")
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Read DESTINATION from the sync --state FILE, as the final pass will (left unchanged).")
+@follow_symlinks_option
 @storage_options
 @output_options
 @handles_errors

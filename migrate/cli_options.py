@@ -17,7 +17,7 @@ from click.core import ParameterSource
 
 from migrate.errors import BadInput
 from migrate.storage import LocationOptions, TransferSettings
-from migrate.storage.options import AzureOptions, GCSOptions, S3Options
+from migrate.storage.options import AzureOptions, FilesystemOptions, GCSOptions, S3Options
 
 if TYPE_CHECKING:  # read only with --from-config / --to-config (YAML parsing is imported then)
     from migrate.config import registry as registry_config
@@ -71,6 +71,15 @@ def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def follow_symlinks_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """For the commands that walk a directory tree (sync, verify, plan)."""
+    return click.option(
+        "--follow-symlinks", is_flag=True,
+        help="Walk through symbolic links in a directory tree (registry data moved to another disk): "
+             "keys are named by the path under the root; loops, dangling links and links back into the "
+             "tree are reported.")(command)
+
+
 def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of text."),
@@ -104,6 +113,7 @@ def location_options(kw: dict[str, Any]) -> LocationOptions:
             root_prefix=kw["azure_root_prefix"],
         ),
         gcs=GCSOptions(keyfile=kw["gcs_keyfile"]),
+        filesystem=FilesystemOptions(follow_symlinks=kw.get("follow_symlinks", False)),
         transfer=TransferSettings(
             chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"],
             max_attempts=kw["retries"],
@@ -120,6 +130,7 @@ _FLAG_FIELDS = {
     "azure_root_prefix": ("azure", "root_prefix"), "gcs_keyfile": ("gcs", "keyfile"),
     "workers": ("transfer", "workers"), "max_requests_per_second": ("transfer", "max_requests_per_second"),
     "chunk_size": ("transfer", "chunk_size"), "retries": ("transfer", "max_attempts"),
+    "follow_symlinks": ("filesystem", "follow_symlinks"),
 }
 
 

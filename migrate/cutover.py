@@ -56,8 +56,6 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
          report)
     scan_seconds = report.elapsed()
     flags = []
-    if (hint := destination.layout_hint()) is not None:
-        flags.append(hint)
     uploads = report.tally("not copied")
     if uploads.count:
         flags.append(f"{uploads.count:,} files in _uploads or tmp debris ({uploads.bytes:,} bytes): pushes in flight "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate import guards
 from migrate.errors import RegmigError
 from migrate.probe import probe_writes
 from migrate.storage.base import Storage
@@ -13,6 +14,8 @@ def doctor(storage: Storage) -> dict[str, Any]:
     """Reachability (raises BadInput when unusable), a write probe, then the service's settings."""
     storage.check_destination()
     checks: list[dict[str, str]] = [{"level": "OK", "check": "reachable", "message": storage.root_description}]
+    if (elsewhere := guards.other_roots_note(storage)) is not None:
+        checks.append({"level": "WARN", "check": "root", "message": elsewhere})
     try:
         probe = probe_writes(storage, small_writes=4, large_size=1024 * 1024)
         checks.append({"level": "OK", "check": "writable",

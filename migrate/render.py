@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate import tree
 from migrate.progress import human_bytes
+from migrate.roots import OtherRoot
+from migrate.storage.options import ROOT_PREFIX_CONFIG
 
 DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
 """The per-object headings of verify, in the order they are shown."""
 
 SHOWN = 10
 """How many paths of each list the terminal shows; --json has them all (up to the report's cap)."""
+
+
+_AZURE_PREFIXES = {tree.Driver.AZURE_TRIMMED: "trimmed", tree.Driver.AZURE_LEGACY: "legacy"}
+
+
+def no_registry_data(url: str, prefix: str, driver: tree.Driver, others: list[OtherRoot]) -> str:
+    """A root with nothing under docker/: where the bucket's registry data is, when it has some."""
+    missing = "no docker/ directory" if driver is tree.Driver.FILESYSTEM else f"no key starts {prefix + 'docker/'!r}"
+    line = f"no registry data under {url} ({missing})"
+    if not others:
+        return line
+    held = " and ".join(root.url for root in others)
+    meant = " or ".join(root.url + (_layout_option(root.driver) if root.driver is not driver else "")
+                        for root in others)
+    return f"{line}, but {held} {'holds' if len(others) == 1 else 'hold'} some: did you mean {meant}?"
+
+
+def _layout_option(driver: tree.Driver) -> str:
+    mode = _AZURE_PREFIXES.get(driver)
+    return f" with --azure-root-prefix {mode} (registry config {ROOT_PREFIX_CONFIG[mode]})" if mode else ""
 
 
 def outcome_lines(outcomes: dict[str, Any]) -> list[str]:
@@ -131,6 +154,7 @@ def plan_text(summary: dict[str, Any]) -> str:
     for flag in summary["flags"]:
         lines.append(f"FLAG: {flag}")
     lines += path_lists(summary["lists"], ["failures", "problems"])
+    lines += summary["notes"]
     return "\n".join(lines)
 
 

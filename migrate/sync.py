@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from migrate import state, tree
+from migrate import guards, state, tree
 from migrate.errors import BadInput
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
@@ -42,6 +42,10 @@ class SyncOptions:
     include_uploads: bool = False
     allow_object_source_delete: bool = False
     """--delete with an object store as the source deletes from what may be the only good copy."""
+    allow_unrelated_source: bool = False
+    """--delete from a source that holds few of the destination's blobs (see migrate.guards)."""
+    into_populated_directory: bool = False
+    """A filesystem destination that already holds a registry (see migrate.guards)."""
     workers: int = 64
     small_limit: int = 1024 * 1024
     """Files below this are read whole into memory; larger ones stream (memory stays bounded)."""
@@ -69,6 +73,7 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         raise BadInput(f"refusing --delete from an object-store source into a populated destination "
                        f"({source.url} -> {destination.url}): if SOURCE and DESTINATION were swapped this deletes "
                        f"the registry; confirm with --allow-object-source-delete")
+    guards.before_writing(source, destination, options, report)
     if options.state_path and source.is_local and \
             os.path.abspath(options.state_path).startswith(os.path.join(source.rootdirectory, "")):
         raise BadInput(f"--state {options.state_path} is inside the source tree: it would be copied; put it elsewhere")

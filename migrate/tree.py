@@ -152,6 +152,13 @@ def is_marker(path: str, size: int) -> bool:
     return size == 0 and (path == "" or path.endswith("/"))
 
 
+def is_registry_marker(path: str, size: int) -> bool:
+    """A marker in the registry's own key space: the root's key itself, or under ``docker/``. Zero-byte
+    keys elsewhere under a shared bucket's root (``backups/``, ``terraform-state/``) are another tool's
+    folders: never the registry's to count or remove."""
+    return is_marker(path, size) and (path == "" or path.startswith("docker/"))
+
+
 def is_valid_link(content: bytes) -> bool:
     """A link file is exactly '<alg>:<hex>' with no newline; the registry rejects anything else."""
     return LINK_CONTENT.fullmatch(content) is not None
@@ -215,6 +222,16 @@ def key_prefix(driver: Driver, rootdirectory: str) -> str:
     so that marker keys (ending in '/') keep their slash, which Azure's formula trims.
     """
     return object_key(driver, rootdirectory, _PROBE)[: -len(_PROBE)]
+
+
+def rootdirectory_for(driver: Driver, prefix: str) -> str | None:
+    """Inverse of :func:`key_prefix`: the rootdirectory whose keys start with ``prefix`` under this
+    driver, or None when none does (an Azure legacy prefix starts with '/', a trimmed one never).
+    For the filesystem, keys are paths under the root, so the answer is a subdirectory of it."""
+    candidate = prefix.strip("/")
+    if driver is Driver.FILESYSTEM:
+        return candidate
+    return candidate if key_prefix(driver, candidate) == prefix else None
 
 
 def registry_path(driver: Driver, rootdirectory: str, key: str) -> str | None:

@@ -101,9 +101,9 @@ def test_azure_data_in_the_other_root_prefix_is_named(request: pytest.FixtureReq
     assert run("sync", registry.root, legacy.url(), *legacy.args).exit_code == 0
     trimmed_args = [a if a != "legacy" else "trimmed" for a in legacy.args]
     result = regmig("verify", legacy.url(), *trimmed_args)
-    assert result.exit_code == 1
-    hint = [line for line in result.stdout.splitlines() if "legacy root prefix" in line]
-    assert len(hint) == 1 and "legacyrootprefix: true" in hint[0]
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(f"did you mean {legacy.url()} with --azure-root-prefix legacy "
+                                          f"(registry config legacyrootprefix: true)?")
 
 
 def test_gcs_upload_session_objects_are_invisible_and_replaced(request: pytest.FixtureRequest,

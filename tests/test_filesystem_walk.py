@@ -46,8 +46,39 @@ def test_symlinks_are_reported_not_followed(tmp_path: Path) -> None:
     walked = [e.path for e in FilesystemStorage(str(tmp_path / "root")).walk(on_problem=lambda p, m: problems.append((p, m)))]
     assert walked == ["a"]
     assert sorted(p for p, _ in problems) == ["dirlink", "filelink"]
+    assert all("--follow-symlinks" in message for _, message in problems)  # the way to copy them
     with pytest.raises(StorageError, match="symbolic link"):
         list(FilesystemStorage(str(tmp_path / "root")).walk())
+
+
+def test_followed_links_are_walked_in_byte_order_and_loops_reported(tmp_path: Path) -> None:
+    """Keys are named by the path under the root; whatever would walk a directory twice or
+    forever, or has nothing behind it, is a problem instead."""
+    root, disk = tmp_path / "root", tmp_path / "disk"
+    touch(root, "a", b"1")
+    touch(root, "docker-b", b"2")  # '-' sorts before the '/' of the linked directory's paths
+    touch(disk, "docker/x", b"3")
+    touch(disk, "docker/sub/y", b"4")
+    touch(disk, "file", b"5")
+    os.symlink(disk / "docker", root / "docker")
+    os.symlink(disk / "file", root / "flink")
+    os.symlink("..", disk / "docker" / "sub" / "up")  # an ancestor of itself: a loop
+    os.symlink(root / "a", root / "alias")  # back into the tree
+    os.symlink(disk / "docker", root / "zz-again")  # a directory already walked, under a second name
+    os.symlink(tmp_path / "nothing", root / "dead")
+    os.symlink("self", root / "self")
+    problems: dict[str, str] = {}
+    storage = FilesystemStorage(str(root), follow_symlinks=True)
+    entries = list(storage.walk(on_problem=problems.__setitem__, hash_limit=4096))
+    walked = [e.path for e in entries]
+    assert walked == ["a", "docker-b", "docker/sub/y", "docker/x", "flink"]
+    assert [e.md5 for e in entries] == [hashlib.md5(d).hexdigest() for d in (b"1", b"2", b"4", b"3", b"5")]
+    assert set(problems) == {"alias", "dead", "docker/sub/up", "self", "zz-again"}
+    assert "back into the tree" in problems["alias"] and "back into the tree" in problems["zz-again"]
+    assert "loop" in problems["docker/sub/up"]
+    assert "dangling" in problems["dead"]
+    assert "cannot be followed" in problems["self"]
+    assert storage.stat("flink") == filesystem.Entry("flink", 1)
 
 
 def test_put_and_delete_prune_empty_directories(tmp_path: Path) -> None:

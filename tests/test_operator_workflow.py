@@ -110,10 +110,10 @@ def test_config_snippet_makes_the_real_registry_serve_the_copy(registry, bucket,
 def test_data_at_the_bucket_root_is_named_when_a_rootdirectory_was_given(registry, bucket, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
     assert regmig("sync", registry.root, f"s3://{bucket}", "--endpoint-url", s3_endpoint).exit_code == 0
     result = regmig("verify", f"s3://{bucket}/registry", "--endpoint-url", s3_endpoint)
-    assert result.exit_code == 1
-    assert "there is at the bucket root" in result.stdout
+    assert result.exit_code == 2
+    assert f"did you mean s3://{bucket}?" in result.stderr
     plan = regmig("plan", registry.root, f"s3://{bucket}/registry", "--endpoint-url", s3_endpoint, "--no-probe",
                   "--json").json()
-    assert any("bucket root" in flag for flag in plan["flags"])
+    assert any(f"did you mean s3://{bucket}?" in note for note in plan["notes"])
     clean = regmig("verify", f"s3://{bucket}", "--endpoint-url", s3_endpoint)
-    assert clean.exit_code == 0 and "there is at the bucket root" not in clean.stdout
+    assert clean.exit_code == 0 and "did you mean" not in clean.stdout

@@ -105,3 +105,42 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
         rr.pull(migrated, "library/alpine:latest", work)
         rr.pull(migrated, "library/alpine:3.20", work)
 
+
+
+def test_registry_serves_a_tree_whose_docker_directory_is_a_link(tmp_path: Path, s3, bucket: str,  # type: ignore[no-untyped-def]
+                                                                  s3_endpoint: str) -> None:
+    """Registry data moved to a bigger disk and linked back (`docker -> /mnt/disk/docker`): the
+    registry serves it through the link, `sync --follow-symlinks` copies it under the same keys."""
+    work = tmp_path / "work"
+    root = tmp_path / "fs-registry"
+    with rr.running_registry({"filesystem": {"rootdirectory": str(root)}}, work) as source:
+        layout = rr.Layout(work / "layout")
+        layout.image({"etc/os-release": b"ID=moved\n"}, ref="base")
+        amd = layout.image({"app": b"amd64 build"}, arch="amd64")
+        arm = layout.image({"app": b"arm64 build"}, arch="arm64")
+        layout.multi_arch("multi", [amd, arm])
+        rr.push(layout.path, "base", source, "library/alpine:3.20", work)
+        rr.push(layout.path, "base", source, "group/sub/app:base", work, docker_format=True)
+        rr.push(layout.path, "multi", source, "group/sub/app:v1", work, all_images=True)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (root / "docker").rename(disk / "docker")
+    (root / "docker").symlink_to(disk / "docker")
+    with rr.running_registry({"filesystem": {"rootdirectory": str(root)}}, work) as source:
+        expected = rr.snapshot(source)
+    assert sorted(expected) == ["group/sub/app", "library/alpine"]
+
+    url = f"s3://{bucket}{ROOT}"
+    skipped = regmig("sync", str(root), url, "--endpoint-url", s3_endpoint, "--json")
+    assert skipped.exit_code == 1
+    assert "--follow-symlinks" in skipped.json()["lists"]["problems"]["listed"][0]["message"]
+    result = regmig("sync", str(root), url, "--endpoint-url", s3_endpoint, "--follow-symlinks", "--json")
+    assert result.exit_code == 0, result.stdout
+    assert list_keys(s3, bucket) and all(k.startswith("registry-root/docker/registry/v2/") for k in list_keys(s3, bucket))
+
+    with rr.running_registry(s3_storage(s3_endpoint, bucket), work) as migrated:
+        assert rr.snapshot(migrated) == expected
+        for repository, tag_digests in expected.items():
+            for tag, digest in tag_digests.items():
+                rr.pull(migrated, f"{repository}:{tag}", work)
+                rr.pull(migrated, f"{repository}@{digest}", work)

@@ -237,7 +237,8 @@ def test_swapped_source_and_destination_with_delete_is_refused(registry, s3, buc
     assert preview.json()["outcomes"]["would delete"]["count"] > 0
     assert local_files(registry.root) == before
     confirmed = regmig("sync", url, registry.root, "--endpoint-url", s3_endpoint, "--delete",
-                       "--allow-object-source-delete", "--max-delete", "-1")
+                       "--allow-object-source-delete", "--into-populated-directory", "--allow-unrelated-source",
+                       "--max-delete", "-1")
     assert confirmed.exit_code == 0
 
 

@@ -152,6 +152,17 @@ def test_a_chunked_upload_lists_its_size_and_never_an_empty_etag(storage: Storag
 
 
 @every_backend
+def test_one_delimiter_listing_gives_the_prefixes_one_level_down(storage: Storage) -> None:
+    fill(storage, PATHS)
+    repositories = storage.prefix + V2 + "repositories/"
+    names = ["a-b", "a", "a0", "a_", "ä"]
+    assert storage.list_prefixes(repositories) == sorted((repositories + n + "/" for n in names),
+                                                          key=lambda key: key.encode())
+    assert storage.list_prefixes(repositories, max_entries=2) == storage.list_prefixes(repositories)[:2]
+    assert storage.list_prefixes(storage.prefix + V2 + "blobs/") == []
+
+
+@every_backend
 def test_keys_are_stored_under_the_root(storage: Storage) -> None:
     fill(storage, [PATHS[0]])
     assert storage.has_keys(storage.prefix + PATHS[0]) or storage.is_local

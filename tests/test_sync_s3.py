@@ -219,7 +219,7 @@ def test_failed_objects_are_listed_and_exit_1(registry, tmp_path) -> None:  # ty
     destination = tmp_path / "rollback"
     (destination / TAG_LATEST / "in-the-way").parent.mkdir(parents=True)
     (destination / TAG_LATEST / "in-the-way").write_bytes(b"x")
-    result = regmig("sync", registry.root, str(destination), "--json")
+    result = regmig("sync", registry.root, str(destination), "--json", "--into-populated-directory")
     assert result.exit_code == 1
     report = result.json()
     assert [item["path"] for item in report["lists"]["failures"]["listed"]] == [TAG_LATEST]

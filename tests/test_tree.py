@@ -105,3 +105,27 @@ def test_markers_are_zero_byte_keys_ending_in_slash() -> None:
 )
 def test_suggest_root(given: str, suggested: str | None) -> None:
     assert tree.suggest_root(given) == suggested
+
+
+@pytest.mark.parametrize(
+    ("driver", "prefix", "root"),
+    [
+        (Driver.S3, "", ""), (Driver.S3, "registry/", "registry"), (Driver.GCS, "a/b/", "a/b"),
+        (Driver.AZURE_TRIMMED, "registry/", "registry"), (Driver.AZURE_TRIMMED, "/registry/", None),
+        (Driver.AZURE_LEGACY, "/registry/", "registry"), (Driver.AZURE_LEGACY, "/", ""),
+        (Driver.AZURE_LEGACY, "registry/", None), (Driver.AZURE_LEGACY, "", None),
+        (Driver.FILESYSTEM, "srv/registry/", "srv/registry"),
+    ],
+)
+def test_rootdirectory_for_inverts_the_key_prefix(driver: Driver, prefix: str, root: str | None) -> None:
+    assert tree.rootdirectory_for(driver, prefix) == root
+    if root is not None and driver is not Driver.FILESYSTEM:
+        assert tree.key_prefix(driver, root) == prefix
+
+
+def test_only_markers_in_the_registrys_key_space_are_the_registrys() -> None:
+    for path in ("", "docker/", "docker/registry/", f"{V2}/repositories/app/_manifests/tags/"):
+        assert tree.is_registry_marker(path, 0)
+    for path in ("backups/", "backups/2026/", "terraform-state/", "dockerfiles/"):
+        assert tree.is_marker(path, 0) and not tree.is_registry_marker(path, 0)
+    assert not tree.is_registry_marker("docker/", 1)

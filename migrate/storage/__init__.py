@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from migrate.errors import BadInput
 from migrate.storage.base import Entry, Storage, TransferSettings
 from migrate.storage.filesystem import FilesystemStorage
-from migrate.storage.options import AzureOptions, GCSOptions, S3Options
+from migrate.storage.options import AzureOptions, FilesystemOptions, GCSOptions, S3Options
 
 __all__ = ["Entry", "Storage", "TransferSettings", "LocationOptions", "open_location", "FilesystemStorage"]
 
@@ -20,6 +20,7 @@ class LocationOptions:
     s3: S3Options = field(default_factory=S3Options)
     azure: AzureOptions = field(default_factory=AzureOptions)
     gcs: GCSOptions = field(default_factory=GCSOptions)
+    filesystem: FilesystemOptions = field(default_factory=FilesystemOptions)
     transfer: TransferSettings = field(default_factory=TransferSettings)
 
 
@@ -30,11 +31,11 @@ def open_location(location: str, options: LocationOptions | None = None) -> Stor
     if not location:
         raise BadInput("empty location")
     if "://" not in location:
-        return FilesystemStorage(location)
+        return FilesystemStorage(location, options.filesystem.follow_symlinks)
     parts = urlsplit(location)
     scheme = parts.scheme.lower()
     if scheme == "file":
-        return FilesystemStorage(parts.path)
+        return FilesystemStorage(parts.path, options.filesystem.follow_symlinks)
     if "@" in parts.netloc:
         raise BadInput("credentials do not belong in a location URL: use the options or the environment")
     # Each cloud SDK is imported only when its scheme is used: they cost a second of start-up together.

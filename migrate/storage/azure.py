@@ -24,22 +24,20 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobPrefix, BlobServiceClient, ContainerClient, ContentSettings
 
 from migrate import redact, tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
-from migrate.storage.options import AzureOptions
+from migrate.storage.options import ROOT_PREFIX_CONFIG, AzureOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
 
 CONTENT_TYPE = "application/octet-stream"
-ROOT_PREFIX_CONFIG = {
-    "trimmed": "trimlegacyrootprefix: true",
-    "legacy": "legacyrootprefix: true",
-}
 
 
 class AzureStorage(Storage):
+    key_layouts = (tree.Driver.AZURE_TRIMMED, tree.Driver.AZURE_LEGACY)
+
     def __init__(self, container: str, rootdirectory: str, options: AzureOptions, transfer: TransferSettings) -> None:
         if not container:
             raise BadInput("the container name is empty: use azure://CONTAINER[/ROOTDIRECTORY]")
@@ -53,9 +51,8 @@ class AzureStorage(Storage):
         self.service = _service_client(options, transfer)
         self.container: ContainerClient = self.service.get_container_client(container)
 
-    @property
-    def url(self) -> str:
-        root = self.rootdirectory.strip("/")
+    def location(self, rootdirectory: str) -> str:
+        root = rootdirectory.strip("/")
         return f"azure://{self.container_name}" + (f"/{root}" if root else "")
 
     @property
@@ -71,19 +68,15 @@ class AzureStorage(Storage):
             raise BadInput("the storage account has hierarchical namespace (ADLS Gen2) enabled; the registry's "
                            "azure driver does not work on it (distribution#3922): use an account without it")
 
-    def layout_hint(self) -> str | None:
-        other = "legacy" if self.options.root_prefix == "trimmed" else "trimmed"
-        other_driver = tree.Driver.AZURE_LEGACY if other == "legacy" else tree.Driver.AZURE_TRIMMED
-        other_prefix = tree.key_prefix(other_driver, self.rootdirectory)
-        if self.has_entries(tree.V2) or not self.has_keys(other_prefix + tree.V2):
-            return super().layout_hint()
-        return (f"no registry data under {self.prefix + tree.V2!r}, but there is under {other_prefix + tree.V2!r}: "
-                f"it was written with the {other} root prefix (--azure-root-prefix {other}; "
-                f"registry config {ROOT_PREFIX_CONFIG[other]})")
-
     def has_keys(self, key_prefix: str) -> bool:
         with _errors(f"listing {self.container_name}/{key_prefix}"):
             return next(iter(self.container.list_blobs(name_starts_with=key_prefix, results_per_page=1)), None) is not None
+
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        with _errors(f"listing {self.container_name}/{key_prefix}"):
+            page = next(self.container.walk_blobs(name_starts_with=key_prefix, delimiter="/",
+                                                  results_per_page=max_entries).by_page(), [])
+            return [item.name for item in page if isinstance(item, BlobPrefix)]
 
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         root = self.prefix

@@ -59,9 +59,17 @@ class Storage(abc.ABC):
     """Reads cost a system call, not a request: cheap checks can run inline instead of on a worker."""
 
     @property
-    @abc.abstractmethod
     def url(self) -> str:
         """Where this is, for humans: never contains a secret."""
+        return self.location(self.rootdirectory)
+
+    @abc.abstractmethod
+    def location(self, rootdirectory: str) -> str:
+        """The location of another rootdirectory in the same bucket, container or directory."""
+
+    key_layouts: tuple[tree.Driver, ...] = ()
+    """Every key layout a registry driver may have written in this service (Azure has two root
+    prefixes); empty means only ``driver``'s."""
 
     @property
     def prefix(self) -> str:
@@ -148,20 +156,19 @@ class Storage(abc.ABC):
         """Service settings worth an operator's attention, as (level, message): WARN or NOTE."""
         return []
 
-    def layout_hint(self) -> str | None:
-        """When the root holds no registry data, a one-line hint if it sits under another layout
-        (for now: at the bucket root while a rootdirectory was given)."""
-        if not self.prefix or self.has_entries(tree.V2) or not self.has_keys(tree.V2):
-            return None
-        return (f"no registry data under {self.prefix + tree.V2!r}, but there is at the bucket root "
-                f"({tree.V2!r}): that registry has no rootdirectory; drop it from the location")
-
     def has_keys(self, key_prefix: str) -> bool:
-        """Whether any object key (not registry path) starts with ``key_prefix``."""
-        return False
+        """Whether any object key (not registry path) starts with ``key_prefix``. Object stores ask
+        the service; this default sees the keys under the root only (a directory's are its paths)."""
+        return key_prefix.startswith(self.prefix) and self.has_entries(key_prefix[len(self.prefix):])
 
     def has_entries(self, prefix: str) -> bool:
         return next(iter(self.walk(prefix)), None) is not None
+
+    @abc.abstractmethod
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        """The key prefixes one level below ``key_prefix``: a delimiter listing on '/' (each ends in
+        '/'), one request reading at most ``max_entries`` names, so its cost does not grow with the
+        keys below. Object keys, not registry paths: it looks outside the root too."""
 
     def close(self) -> None:
         """Release connections and pools."""

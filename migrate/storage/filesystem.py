@@ -22,19 +22,23 @@ STAMP_MARGIN_NS = 2_000_000_000
 directory. Any later write then gets a ctime at least this much newer, so it always changes the
 stamp: file times advance in clock ticks (milliseconds on Linux, up to seconds elsewhere), and a
 write within the tick of the stamp would otherwise leave it as it was."""
+NOT_FOLLOWED = "symbolic link not followed (--follow-symlinks copies what it points to, under this path)"
 
 
 class FilesystemStorage(Storage):
     driver = tree.Driver.FILESYSTEM
     is_local = True
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, follow_symlinks: bool = False) -> None:
         self.root = os.path.abspath(root)
         self.rootdirectory = self.root
+        self.follow_symlinks = follow_symlinks
+        """Registry data moved to another disk and linked back: walk through links as if they were
+        the directories or files they point to (loops, dangling links and links back into the
+        tree are reported and passed over)."""
 
-    @property
-    def url(self) -> str:
-        return self.root
+    def location(self, rootdirectory: str) -> str:
+        return os.path.join(self.root, rootdirectory) if rootdirectory else self.root
 
     @property
     def prefix(self) -> str:
@@ -55,6 +59,18 @@ class FilesystemStorage(Storage):
         if not os.path.isdir(self.root) and not os.path.isdir(os.path.dirname(self.root)):
             raise BadInput(f"{self.root}: neither it nor its parent directory exists")
 
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        directory = self._local(key_prefix.rstrip("/")) if key_prefix else self.root
+        try:
+            with os.scandir(directory) as scan:
+                names = [entry.name for entry in scan if entry.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"{directory}: cannot list directory: {exc.strerror}") from exc
+        # The first names in byte order, as a service's page holds them (a directory is read whole anyway).
+        return sorted(f"{key_prefix}{name}/" for name in names)[:max_entries]
+
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
         # Start at the deepest directory the prefix names fully, then filter on the rest.
         directory, _, _ = prefix.rpartition("/")
@@ -69,13 +85,16 @@ class FilesystemStorage(Storage):
         A directory sorts as 'name/', so 'a-b' (0x2d) comes before 'a/x' (0x2f) as in a bucket listing.
         Each directory is opened once and its files are stat'ed and read relative to it (a link file
         sits ten directories deep: a full path would be looked up again for every call). An explicit
-        stack of directory frames (see ``_frame``) rather than nested generators.
+        stack of directory frames (see ``_frame``) rather than nested generators. With
+        ``follow_symlinks`` a link sorts and is walked as what it points to, once ``_Links`` admits it.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
         top = _open_dir(local_dir, None, rel_dir, on_problem)
         if top is None:
             return
-        stack = [_frame(top, rel_dir, on_problem)]
+        follow = self.follow_symlinks
+        links = _Links(self.root)
+        stack = [_frame(top, rel_dir, on_problem, follow)]
         try:
             while stack:
                 dir_fd, children, settled = stack[-1]
@@ -84,12 +103,20 @@ class FilesystemStorage(Storage):
                         _problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
                                  "name is not valid UTF-8; object keys cannot hold it")
                     elif path.endswith("/"):
-                        sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem)
+                        linked = follow and dir_entry.is_symlink()
+                        if linked and not links.admit(path, on_problem):
+                            continue
+                        sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem, through_link=linked)
                         if sub_fd is not None:
-                            stack.append(_frame(sub_fd, path, on_problem))
+                            stack.append(_frame(sub_fd, path, on_problem, follow))
                             break
                     elif dir_entry.is_symlink():
-                        _problem(on_problem, path, "symbolic link not followed (the registry never writes links)")
+                        if not follow:
+                            _problem(on_problem, path, NOT_FOLLOWED)
+                        elif links.admit(path, on_problem):
+                            entry = _file_entry(path, dir_entry, dir_fd, hash_limit, settled, on_problem, linked=True)
+                            if entry is not None:
+                                yield entry
                     else:
                         entry = _file_entry(path, dir_entry, dir_fd, hash_limit, settled, on_problem)
                         if entry is not None:
@@ -102,7 +129,7 @@ class FilesystemStorage(Storage):
 
     def stat(self, path: str) -> Entry | None:
         try:
-            info = os.stat(self._local(path), follow_symlinks=False)
+            info = os.stat(self._local(path), follow_symlinks=self.follow_symlinks)
         except FileNotFoundError:
             return None
         return Entry(path, info.st_size) if stat_module.S_ISREG(info.st_mode) else None
@@ -170,10 +197,12 @@ class FilesystemStorage(Storage):
             parent = os.path.dirname(parent)
 
 
-def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: ProblemSink | None) -> int | None:
-    # The root may be a symbolic link (registry data moved to another disk); below it, links were
-    # already reported and passed over, so a directory opened by name must not turn out to be one.
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if parent_fd is not None else 0)
+def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: ProblemSink | None,
+              through_link: bool = False) -> int | None:
+    # The root may be a symbolic link (registry data moved to another disk); below it, a link is
+    # opened only once admitted (``through_link``), so a directory opened by name must not turn out to be one.
+    nofollow = os.O_NOFOLLOW if parent_fd is not None and not through_link else 0
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | nofollow
     try:
         return os.open(name, flags, dir_fd=parent_fd)
     except FileNotFoundError:
@@ -183,18 +212,24 @@ def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: Proble
         return None
 
 
-def _frame(dir_fd: int, rel_dir: str,
-           on_problem: ProblemSink | None) -> tuple[int, Iterator[tuple[str, os.DirEntry[str]]], int]:
+def _frame(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,
+           follow: bool) -> tuple[int, Iterator[tuple[str, os.DirEntry[str]]], int]:
     """An open directory, its children still to visit, and the time before which a file's ctime
     counts as settled (taken as the directory is read, before any of its files is stat'ed)."""
-    return dir_fd, iter(_children(dir_fd, rel_dir, on_problem)), time.time_ns() - STAMP_MARGIN_NS
+    return dir_fd, iter(_children(dir_fd, rel_dir, on_problem, follow)), time.time_ns() - STAMP_MARGIN_NS
 
 
-def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None) -> list[tuple[str, os.DirEntry[str]]]:
-    """A directory's entries as (relative path, entry), directories as 'name/', in byte order."""
+def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,
+              follow: bool) -> list[tuple[str, os.DirEntry[str]]]:
+    """A directory's entries as (relative path, entry), directories as 'name/', in byte order.
+    ``follow``: a link to a directory sorts as one (only links cost a stat: the others' type is
+    in the directory entry)."""
     try:
         with os.scandir(dir_fd) as scan:
-            children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan]
+            if follow:
+                children = [(rel_dir + (e.name + "/" if _leads_to_directory(e) else e.name), e) for e in scan]
+            else:  # the hot path: the type is in the directory entry, no call of ours per entry
+                children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan]
     except OSError as exc:
         _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return []
@@ -202,10 +237,17 @@ def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None) -> list
     return children
 
 
-def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int, settled: int,
-                on_problem: ProblemSink | None) -> Entry | None:
+def _leads_to_directory(entry: os.DirEntry[str]) -> bool:
     try:
-        info = dir_entry.stat(follow_symlinks=False)
+        return entry.is_dir()
+    except OSError:
+        return False  # a link that cannot be followed (a loop of links): reported when its turn comes
+
+
+def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit: int, settled: int,
+                on_problem: ProblemSink | None, linked: bool = False) -> Entry | None:
+    try:
+        info = dir_entry.stat(follow_symlinks=linked)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -233,6 +275,51 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     if len(data) > hash_limit:
         return Entry(path, info.st_size, stamp=stamp)  # grew since the stat: left for the copy to read whole
     return Entry(path, len(data), hashlib.md5(data).hexdigest(), data=data, stamp=stamp)
+
+
+class _Links:
+    """With --follow-symlinks: the real directories a walk has entered (the root's, then each
+    followed link's), so a link that would walk something twice or forever is reported instead.
+    Only links pay for it (a realpath each): a walk without links never calls it."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._trees: list[str] = []
+
+    def admit(self, path: str, on_problem: ProblemSink | None) -> bool:
+        """Whether the link at ``path`` may be followed; when not, why goes to ``on_problem``."""
+        name = path.rstrip("/")  # reported as the link it is, not as the directory it leads to
+        link = os.path.join(self._root, name)
+        if not self._trees:
+            self._trees.append(os.path.realpath(self._root))
+        try:
+            os.stat(link)
+        except FileNotFoundError:
+            try:
+                pointed = os.readlink(link)
+            except OSError:
+                return False  # the link itself is gone since the directory was read: nothing to copy
+            _problem(on_problem, name, f"dangling symbolic link: {pointed!r} does not exist")
+            return False
+        except OSError as exc:
+            _problem(on_problem, name, f"symbolic link cannot be followed: {exc.strerror}")
+            return False
+        target = os.path.realpath(link)
+        if _inside(os.path.realpath(os.path.dirname(link)), target):
+            _problem(on_problem, name, f"symbolic link loop: it points to {target}, which holds the link itself")
+            return False
+        for walked in self._trees:
+            if _inside(target, walked) or _inside(walked, target):
+                _problem(on_problem, name, f"symbolic link points back into the tree ({target}, walked as "
+                                           f"{walked}): not followed, it would copy the same files under two names")
+                return False
+        if path.endswith("/"):
+            self._trees.append(target)
+        return True
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def _encodable(path: str) -> bool:

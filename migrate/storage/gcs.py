@@ -46,9 +46,8 @@ class GCSStorage(Storage):
         # Our uploads write the same bytes again when repeated, so retrying them is safe.
         self._retry: Retry = DEFAULT_RETRY.with_timeout(300)
 
-    @property
-    def url(self) -> str:
-        root = self.rootdirectory.strip("/")
+    def location(self, rootdirectory: str) -> str:
+        root = rootdirectory.strip("/")
         return f"gs://{self.bucket_name}" + (f"/{root}" if root else "")
 
     def check_reachable(self) -> None:
@@ -59,6 +58,13 @@ class GCSStorage(Storage):
         with _errors(f"listing gs://{self.bucket_name}/{key_prefix}"):
             return any(True for _ in self.client.list_blobs(self.bucket_name, prefix=key_prefix, max_results=1,
                                                             retry=self._retry))
+
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        with _errors(f"listing gs://{self.bucket_name}/{key_prefix}"):
+            blobs = self.client.list_blobs(self.bucket_name, prefix=key_prefix, delimiter="/", page_size=max_entries,
+                                           retry=self._retry)
+            next(iter(blobs.pages), None)  # one page: its prefixes are collected as it is read
+        return sorted(blobs.prefixes)[:max_entries]  # fake-gcs-server fills a page past its size
 
     def health(self) -> list[tuple[str, str]]:
         with _errors(f"bucket {self.bucket_name!r} settings"):

@@ -27,10 +27,15 @@ class MemoryStorage(Storage):
         """Keys as stored (with the root prefix), as a bucket would hold them."""
         self._lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        root = self.rootdirectory.strip("/")
+    def location(self, rootdirectory: str) -> str:
+        root = rootdirectory.strip("/")
         return f"memory://{self.name}" + (f"/{root}" if root else "")
+
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        with self._lock:
+            below = {key_prefix + key[len(key_prefix):].split("/", 1)[0] + "/"
+                     for key in self.objects if key.startswith(key_prefix) and "/" in key[len(key_prefix):]}
+        return sorted(below)[:max_entries]
 
     def check_reachable(self) -> None:
         if not self.exists:

@@ -20,6 +20,20 @@ class S3Options:
     secret_key: str | None = None
 
 
+ROOT_PREFIX_CONFIG = {
+    "trimmed": "trimlegacyrootprefix: true",
+    "legacy": "legacyrootprefix: true",
+}
+"""The azure driver's config line for each --azure-root-prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilesystemOptions:
+    """How a directory tree is walked (--follow-symlinks: registry data moved to another disk)."""
+
+    follow_symlinks: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class AzureOptions:
     """The registry azure driver's settings that matter to a copy."""

@@ -67,10 +67,9 @@ class S3Storage(Storage):
             self._write_args["StorageClass"] = options.storage_class
         self._lean_headers = {_HEADERS[name]: value for name, value in self._write_args.items()}
 
-    @property
-    def url(self) -> str:
-        root = "/" + self.rootdirectory.strip("/") if self.rootdirectory.strip("/") else ""
-        return f"s3://{self.bucket}{root}"
+    def location(self, rootdirectory: str) -> str:
+        root = rootdirectory.strip("/")
+        return f"s3://{self.bucket}" + (f"/{root}" if root else "")
 
     def check_reachable(self) -> None:
         what = f"bucket {self.bucket!r}"
@@ -148,6 +147,12 @@ class S3Storage(Storage):
     def has_keys(self, key_prefix: str) -> bool:
         with _errors(f"listing s3://{self.bucket}/{key_prefix}"):
             return bool(self.client.list_objects_v2(Bucket=self.bucket, Prefix=key_prefix, MaxKeys=1).get("KeyCount"))
+
+    def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
+        with _errors(f"listing s3://{self.bucket}/{key_prefix}"):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key_prefix, Delimiter="/",
+                                               MaxKeys=min(max_entries, 1000))
+        return [common["Prefix"] for common in page.get("CommonPrefixes", ())]
 
     def abort_incomplete_uploads(self, keep: Callable[[str], bool]) -> int:
         """Abort multipart uploads left under the root by an interrupted copy (S3 keeps and bills
