@@ -46,6 +46,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from migrate.errors import BadInput, StorageError
 
 _LISTING = "ListBucketResult"
+_NO_HEADERS = HTTPHeaders()  # for answers whose headers nothing reads (only read, never written)
 
 
 class LeanS3:
@@ -151,26 +152,25 @@ class LeanS3:
         connection = self._connection()
         if self._before_send:
             self._before_send()  # the rate slot, taken as late as possible: right before the bytes go out
-        no_headers = HTTPHeaders()
         if connection.sock is None:
             error = self._connect(connection, url)
             if error is not None:
-                return 0, no_headers, b"", error
+                return 0, _NO_HEADERS, b"", error
         try:
             connection.request(method, path, body=body or None, headers=signed)
             response = connection.getresponse()
             payload = response.read()
         except ssl.SSLError as exc:
             connection.close()
-            return 0, no_headers, b"", botocore.exceptions.SSLError(endpoint_url=url, error=exc)
+            return 0, _NO_HEADERS, b"", botocore.exceptions.SSLError(endpoint_url=url, error=exc)
         except TimeoutError as exc:
             connection.close()
-            return 0, no_headers, b"", botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc)
+            return 0, _NO_HEADERS, b"", botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc)
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
-            return 0, no_headers, b"", botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc)
+            return 0, _NO_HEADERS, b"", botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc)
         # Headers matter only to the error parser and the retry checks.
-        response_headers = HTTPHeaders.from_pairs(response.getheaders()) if response.status >= 300 else no_headers
+        response_headers = HTTPHeaders.from_pairs(response.getheaders()) if response.status >= 300 else _NO_HEADERS
         return response.status, response_headers, payload, None
 
     def _connect(self, connection: http.client.HTTPConnection, url: str) -> Exception | None:
