@@ -286,6 +286,8 @@ def _client_cert() -> str | tuple[str, str] | None:
 
 
 def _stop_on_tls_failure(caught_exception: Exception | None = None, **_: Any) -> None:
+    """A needs-retry handler run first: raising ends the call with the TLS error itself, before
+    the standard retry handler schedules another attempt that would fail the same way."""
     if caught_exception is not None and tls_failure(caught_exception):
         raise caught_exception
 
