@@ -1,8 +1,10 @@
 """An HTTP proxy on 127.0.0.1 that forwards to a storage server and injects faults.
 
-Per request it can answer 500, 503 SlowDown, reset the connection, or stall until released;
-it records when each request arrived so tests can measure request rates. Loopback only, and
-every loop is bounded by the test that drives it.
+Per request it can answer 500, 503 SlowDown, a canned response, reset the connection, or stall
+until released; it can rewrite the bodies it forwards, and terminate TLS with a given context
+(a server certificate, and a CA that client certificates must chain to for mutual TLS). It
+records when each request arrived so tests can measure request rates, and counts connections
+and failed TLS handshakes. Loopback only, and every loop is bounded by the test that drives it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import http.client
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -23,19 +26,43 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
 INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
             b"<Message>We encountered an internal error.</Message></Error>")
 
-Rule = Callable[[str, str], str | None]
-"""(method, path) -> None to forward, or one of "500", "503", "reset", "stall"."""
+
+
+@dataclass(frozen=True)
+class Canned:
+    """A response the proxy gives instead of forwarding (an error a real service sends)."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Rule = Callable[[str, str], "str | Canned | None"]
+"""(method, path) -> None to forward, a Canned response, or one of "500", "503", "reset", "stall"."""
+Rewrite = Callable[[str, str, bytes], bytes]
+"""(method, path, upstream body) -> the body the client gets (Content-Length follows it)."""
 
 
 @dataclass
 class Faults:
     rule: Rule = lambda method, path: None
+    rewrite: Rewrite | None = None
     release: threading.Event = field(default_factory=threading.Event)
     stalled: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[float, str, str, str]] = field(default_factory=list)
     drop_stalled: bool = False
     """After a release, drop the stalled request instead of forwarding it (its client was killed)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: int = 0
+    handshake_failures: list[str] = field(default_factory=list)
+
+    def connected(self) -> None:
+        with self.lock:
+            self.connections += 1
+
+    def handshake_failed(self, error: Exception) -> None:
+        with self.lock:
+            self.handshake_failures.append(str(error))
 
     def seen(self, method: str, path: str, action: str) -> None:
         with self.lock:
@@ -56,9 +83,11 @@ def random_faults(rate: float, seed: int = 7, kinds: tuple[str, ...] = ("500", "
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+    def __init__(self, upstream: str, faults: Faults | None = None, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server-side context; clients then speak HTTPS to the proxy (upstream stays as given)."""
         self.upstream = urlsplit(upstream)
         self.faults = faults or Faults()
+        self.tls = tls
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,20 +99,18 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action = proxy.faults.rule(self.command, self.path)
-                proxy.faults.seen(self.command, self.path, action or "forward")
+                proxy.faults.seen(self.command, self.path, _name(action))
+                if isinstance(action, Canned):
+                    self._answer(action.status, action.headers, action.body)
+                    return
                 if action == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     self.connection.close()
                     return
                 if action in ("500", "503"):
-                    payload = INTERNAL if action == "500" else SLOW_DOWN
-                    self.send_response(int(action))
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
+                    self._answer(int(action), (("Content-Type", "application/xml"),),
+                                 INTERNAL if action == "500" else SLOW_DOWN)
                     return
                 if action == "stall":
                     proxy.faults.stalled.set()
@@ -101,26 +128,53 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body or None, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
-                        self.send_header(key, value)
+                if proxy.faults.rewrite is not None:
+                    payload = proxy.faults.rewrite(self.command, self.path, payload)
+                headers = tuple((key, value) for key, value in response.getheaders()
+                                if key.lower() not in ("connection", "transfer-encoding", "content-length", "server",
+                                                       "date"))
+                self._answer(response.status, headers, payload)
+                connection.close()
+
+            def _answer(self, status: int, headers: tuple[tuple[str, str], ...], payload: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
-                connection.close()
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+                proxy.faults.connected()
+                if proxy.tls is None:
+                    super().finish_request(request, client_address)
+                    return
+                # The handshake runs on the connection's own thread, so one stuck client holds up no other.
+                try:
+                    secure = proxy.tls.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as exc:
+                    proxy.faults.handshake_failed(exc)
+                    return
+                try:
+                    super().finish_request(secure, client_address)
+                except ssl.SSLError as exc:  # TLS 1.3 checks a client certificate after the handshake
+                    proxy.faults.handshake_failed(exc)
+                finally:
+                    secure.close()
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def __enter__(self) -> FaultProxy:
         self.thread.start()
@@ -130,3 +184,9 @@ class FaultProxy:
         self.faults.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _name(action: str | Canned | None) -> str:
+    if isinstance(action, Canned):
+        return str(action.status)
+    return action or "forward"

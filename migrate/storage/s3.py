@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from migrate.probe import PROBE_DIR
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import S3Options
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
-from migrate.storage.s3_lean import LeanS3, lean_path_usable
+from migrate.storage.s3_lean import LeanS3, lean_path_usable, tls_failure
 
 CONTENT_TYPE = "application/octet-stream"
 _BUCKET_NAME = re.compile(r"[a-z0-9](?!.*\.\.)[a-z0-9.-]{1,61}[a-z0-9]")
@@ -48,8 +49,9 @@ class S3Storage(Storage):
         self.transfer = transfer
         self.client, credentials, limiter = _make_client(options, transfer)
         # The hot calls (small PUTs, listings) take the lean path built from the client's pieces.
+        usable = credentials and lean_path_usable(self.client)
         self._lean = LeanS3(self.client, credentials, bucket, transfer.max_attempts,
-                            limiter.acquire if limiter else None) if credentials and lean_path_usable() else None
+                            limiter.acquire if limiter else None) if usable else None
         self._manager = TransferManager(
             self.client,
             # Parts in flight: s3transfer's default (10, as the AWS CLI). More made moto's server
@@ -92,10 +94,15 @@ class S3Storage(Storage):
             raise
 
     def _confirm_s3(self, what: str) -> None:
-        """A listing answers with S3's own error codes; anything else is not an S3 service."""
+        """A listing answers with S3's own error codes; anything else is not an S3 service. It goes
+        the way the copy's listings and PUTs go (the lean path, when they take it), so a TLS setting,
+        region or answer that path cannot work with stops the run before the first write."""
         endpoint = self.client.meta.endpoint_url
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            if self._lean is not None:
+                self._lean.probe(self.prefix)
+            else:
+                self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         except botocore.parsers.ResponseParserError:
             raise BadInput(f"{endpoint} does not answer like an S3 service") from None
         except botocore.exceptions.ClientError as exc:
@@ -209,6 +216,9 @@ class S3Storage(Storage):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
                     yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"))
+                if page.get("IsTruncated") and not page.get("NextContinuationToken"):
+                    raise StorageError(f"listing s3://{self.bucket}/{root + prefix}: a page is marked truncated but "
+                                       f"carries no continuation token: the listing cannot be completed")
 
     def _entry(self, path: str, size: int, etag: str | None) -> Entry:
         etag = (etag or "").strip('"') or None
@@ -301,6 +311,7 @@ def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, A
         for secret in (frozen.access_key, frozen.secret_key, frozen.token):
             redact.add_secret(secret)
     config = Config(
+        client_cert=_client_cert(),
         max_pool_connections=transfer.workers + 16,
         retries={"mode": "standard", "max_attempts": transfer.max_attempts},
         s3={"addressing_style": "path" if options.path_style else "auto"},
@@ -314,14 +325,33 @@ def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, A
         client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
     except ValueError as exc:
         raise BadInput(f"invalid S3 endpoint {options.endpoint_url!r}: {exc}") from exc
+    # botocore retries every TLS error as a connection error; one that cannot heal stops the call at once.
+    client.meta.events.register_first("needs-retry.s3", _stop_on_tls_failure)
     limiter = RateLimiter(transfer.max_requests_per_second) if transfer.max_requests_per_second > 0 else None
     if limiter is not None:
         client.meta.events.register("before-send.s3", lambda **_: limiter.acquire())
     return client, credentials, limiter
 
 
+def _client_cert() -> str | tuple[str, str] | None:
+    """The TLS client certificate (mutual TLS) from the variables the registry's s3 driver reads
+    (aws-sdk-go); botocore itself reads none from the environment or config files."""
+    cert, key = os.environ.get("AWS_SDK_GO_CLIENT_TLS_CERT"), os.environ.get("AWS_SDK_GO_CLIENT_TLS_KEY")
+    if bool(cert) != bool(key):
+        raise BadInput("AWS_SDK_GO_CLIENT_TLS_CERT and AWS_SDK_GO_CLIENT_TLS_KEY go together: set both or neither")
+    return (cert, key) if cert and key else None
+
+
+def _stop_on_tls_failure(caught_exception: Exception | None = None, **_: Any) -> None:
+    """A needs-retry handler run first: raising ends the call with the TLS error itself, before
+    the standard retry handler schedules another attempt that would fail the same way."""
+    if caught_exception is not None and tls_failure(caught_exception):
+        raise caught_exception
+
+
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+_REGION_CODES = {"PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 
 
 @contextmanager
@@ -336,8 +366,10 @@ def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[N
             raise BadInput(f"{what}: the bucket does not exist") from None
         if code in _ACCESS_CODES:
             raise BadInput(f"{what}: access denied ({code}); check the credentials and the bucket policy") from None
-        if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
-            region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        bucket_region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        # A HEAD signed for the wrong region gets a bare 400 with the bucket's region (botocore's rule too).
+        if code in _REGION_CODES or (code == "400" and bucket_region):
+            region = bucket_region or error.get("Region")
             hint = f"; use --region {region}" if region else "; set --region to the bucket's region"
             raise BadInput(f"{what}: the bucket is in another region{hint}") from None
         if code in ("PreconditionFailed", "412"):
@@ -346,9 +378,14 @@ def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[N
             raise missing(f"{what}: does not exist") from None
         detail = f"{code}: {error['Message']}" if code and error.get("Message") else code or str(exc)
         raise StorageError(redact.redact(f"{what}: {detail}")) from None
+    except botocore.parsers.ResponseParserError as exc:
+        raise StorageError(redact.redact(f"{what}: the answer is not S3's: {exc}")) from None
     except botocore.exceptions.NoCredentialsError:
         raise BadInput("no AWS credentials found (environment, shared config, or instance role)") from None
     except botocore.exceptions.EndpointConnectionError as exc:
         raise BadInput(redact.redact(f"{what}: cannot connect to the endpoint: {exc}")) from None
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        problem = tls_failure(exc)  # configuration, not the network: bad input
+        if problem:
+            raise BadInput(redact.redact(problem)) from None
         raise StorageError(redact.redact(f"{what}: {exc}")) from None
