@@ -130,7 +130,7 @@ def test_registry_serves_a_tree_whose_docker_directory_is_a_link(tmp_path: Path,
         expected = rr.snapshot(source)
     assert sorted(expected) == ["group/sub/app", "library/alpine"]
 
-    url = f"s3://{bucket}{ROOT}"
+    url = f"s3://{bucket}/registry-root"
     skipped = regmig("sync", str(root), url, "--endpoint-url", s3_endpoint, "--json")
     assert skipped.exit_code == 1
     assert "--follow-symlinks" in skipped.json()["lists"]["problems"]["listed"][0]["message"]
@@ -138,7 +138,7 @@ def test_registry_serves_a_tree_whose_docker_directory_is_a_link(tmp_path: Path,
     assert result.exit_code == 0, result.stdout
     assert list_keys(s3, bucket) and all(k.startswith("registry-root/docker/registry/v2/") for k in list_keys(s3, bucket))
 
-    with rr.running_registry(s3_storage(s3_endpoint, bucket), work) as migrated:
+    with rr.running_registry(snippet_storage(url, s3_endpoint), work) as migrated:
         assert rr.snapshot(migrated) == expected
         for repository, tag_digests in expected.items():
             for tag, digest in tag_digests.items():
