@@ -1,8 +1,10 @@
 """An HTTP proxy on 127.0.0.1 that forwards to a storage server and injects faults.
 
-Per request it can answer 500, 503 SlowDown, reset the connection, or stall until released;
-it records when each request arrived so tests can measure request rates. Loopback only, and
-every loop is bounded by the test that drives it.
+Per request it can answer 500, 503 SlowDown, 403 AccessDenied, reset the connection, or stall
+until released; it can rewrite a request body on its way (a byte flipped in transit) and a
+response on its way back (ETags as another service computes them); it records when each request
+arrived so tests can measure request rates. Loopback only, and every loop is bounded by the
+test that drives it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
              b"<Message>Please reduce your request rate.</Message></Error>")
 INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
             b"<Message>We encountered an internal error.</Message></Error>")
+DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+          b"<Message>Access Denied</Message></Error>")
+_ERRORS = {"500": INTERNAL, "503": SLOW_DOWN, "403": DENIED}
 
 Rule = Callable[[str, str], str | None]
-"""(method, path) -> None to forward, or one of "500", "503", "reset", "stall"."""
+"""(method, path) -> None to forward, or one of "500", "503", "403", "reset", "stall"."""
+RequestFilter = Callable[[str, str, bytes], bytes]
+"""(method, path, body) -> the body to forward."""
+ResponseFilter = Callable[[str, str, dict[str, str], bytes], tuple[dict[str, str], bytes]]
+"""(method, path, headers, payload) -> the headers and payload to answer with."""
 
 
 @dataclass
@@ -36,6 +45,8 @@ class Faults:
     drop_stalled: bool = False
     """After a release, drop the stalled request instead of forwarding it (its client was killed)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    request_filter: RequestFilter = lambda method, path, body: body
+    response_filter: ResponseFilter = lambda method, path, headers, payload: (headers, payload)
 
     def seen(self, method: str, path: str, action: str) -> None:
         with self.lock:
@@ -76,8 +87,8 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if action in ("500", "503"):
-                    payload = INTERNAL if action == "500" else SLOW_DOWN
+                if action in _ERRORS:
+                    payload = _ERRORS[action]
                     self.send_response(int(action))
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -93,19 +104,22 @@ class FaultProxy:
                         return
                 elif action == "stall-short":
                     time.sleep(0.5)
-                self._forward(body)
+                self._forward(proxy.faults.request_filter(self.command, self.path, body))
 
             def _forward(self, body: bytes) -> None:
                 connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
                 connection.request(self.command, self.path, body=body or None, headers=headers)
                 response = connection.getresponse()
-                payload = response.read()
+                length = response.getheader("Content-Length") or "0"
+                kept = {key: value for key, value in response.getheaders()
+                        if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date")}
+                kept, payload = proxy.faults.response_filter(self.command, self.path, kept, response.read())
                 self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                for key, value in kept.items():
+                    self.send_header(key, value)
+                # A HEAD has no body: its length is the object's, as the server gave it.
+                self.send_header("Content-Length", length if self.command == "HEAD" else str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
