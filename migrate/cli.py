@@ -206,7 +206,8 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
 @click.argument("locations", nargs=-1, metavar="TARGET")
 @click.option("--fix", is_flag=True, help="Delete each zero-byte marker: one exact key at a time, never a prefix.")
 @click.option("--break-lock", is_flag=True,
-              help="With --fix, take TARGET's lease even if another regmig seems to hold it (only when that run is dead).")
+              help="With --fix, take TARGET's lease even if another regmig seems to hold it "
+                   "(only when that run is dead).")
 @storage_options
 @output_options
 @handles_errors
