@@ -310,6 +310,29 @@ def test_a_lease_left_behind_is_taken_over_once_expired_or_broken(registry, s3, 
     assert list_keys(s3, bucket) == registry_files(registry, f"{ROOT}/")
 
 
+def test_a_lease_is_renewed_while_its_run_lasts_and_a_run_whose_lease_was_taken_knows(s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]
+                                                                                      monkeypatch) -> None:
+    from migrate import lease
+    from migrate.storage.base import TransferSettings
+    from migrate.storage.s3 import S3Storage
+
+    monkeypatch.setattr(lease, "TTL_SECONDS", 1.0)
+    monkeypatch.setattr(lease, "RENEW_SECONDS", 0.2)
+    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.1)
+    notes: list[str] = []
+    with S3Storage(bucket, ROOT, S3Options(endpoint_url=s3_endpoint), TransferSettings()) as storage:
+        with lease.Lease(storage, "sync", break_lock=False, note=notes.append) as held:
+            assert held.exclusive  # the service refused a second create: the condition is honoured
+            time.sleep(1.5)  # past the first expiry: only the renewals keep it
+            with pytest.raises(lease.LeaseHeld, match="regmig sync on"):
+                lease.Lease(storage, "sync", break_lock=False, note=notes.append).__enter__()
+            with lease.Lease(storage, "nameless-tags --fix", break_lock=True, note=notes.append):
+                time.sleep(0.5)
+                assert held.lost and "the lease was taken by regmig nameless-tags --fix" in held.lost
+        assert storage.stat(".regmig/lease") is None  # each removed its own lease, and only its own
+    assert len(notes) == 1 and notes[0].startswith("took over the lease of regmig sync on")
+
+
 def storage_for(backend: Backend, root: str):  # type: ignore[no-untyped-def]
     """The backend under test as a regmig Storage (its command-line arguments, as options)."""
     args = dict(zip(backend.args[::2], backend.args[1::2]))
