@@ -17,6 +17,7 @@ from typing import Any
 
 from migrate import tree
 from migrate.errors import ObjectMissing, RegmigError
+from migrate.outcome import Result
 from migrate.storage.base import Entry, Storage
 from migrate.transfer import WorkerPool
 
@@ -51,7 +52,7 @@ class SemanticCheck:
         self._db = sqlite3.connect("", check_same_thread=False)  # "" = private temporary file
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._pool = WorkerPool(options.workers)
+        self._pool = WorkerPool(options.workers, self._crashed)
         self.errors: list[str] = []
 
     def see(self, entry: Entry) -> None:
@@ -107,7 +108,7 @@ class SemanticCheck:
         digests = [row[0] for row in self._query(
             "SELECT DISTINCT path_digest FROM links l WHERE kind = 'REVISION_LINK' "
             "AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = l.path_digest)")]
-        with WorkerPool(self.options.workers) as pool:
+        with WorkerPool(self.options.workers, self._crashed) as pool:
             for digest in digests:
                 pool.submit(self._parse_manifest, digest)
 
@@ -145,7 +146,7 @@ class SemanticCheck:
     def _hash_blobs(self) -> None:
         limit = self.options.hash_limit
         query = "SELECT digest, size FROM blobs" + ("" if limit is None else " WHERE size <= ?")
-        with WorkerPool(self.options.workers) as pool:
+        with WorkerPool(self.options.workers, self._crashed) as pool:
             for digest, _ in self._query(query, () if limit is None else (limit,)):
                 pool.submit(self._hash_blob, digest)
 
@@ -175,9 +176,14 @@ class SemanticCheck:
             self._error(path, exc)
             return None
 
-    def _error(self, path: str, exc: Exception) -> None:
+    def _error(self, path: str, exc: Exception | str) -> None:
         with self._lock:
             self.errors.append(f"{path}: {exc}")
+
+    def _crashed(self, results: list[Result]) -> None:
+        """The pool's consumer: a check job returns nothing, so anything it hands back is a crash."""
+        for result in results:
+            self._error(result.path, result.message)
 
     def _finding(self, repo: str | None, tag: str | None, digest: str | None, problem: str, path: str) -> None:
         self._execute("INSERT INTO findings VALUES (?, ?, ?, ?, ?)", (repo or BLOB_STORE, tag, digest, problem, path))

@@ -8,17 +8,17 @@ from typing import Any
 
 from checks.markers import Marker, MarkerFinder
 from checks.semantics import DeepOptions, SemanticCheck
-from migrate import guards, tree
+from migrate import generation, guards, tree
 from migrate.compare import content_matches
+from migrate.errors import RegmigError
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
+from migrate.outcome import DIFFERENCES, PathList, Result
 from migrate.plan import Action, Reason, decide
-from migrate.render import DIFFERENCE_LISTS
 from migrate.report import Report
 from migrate.storage.base import Entry, Storage
 from migrate.sync import preflight
-from migrate.transfer import JobGuard, WorkerPool
-
+from migrate.transfer import WorkerPool, attempt
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     else:
         destination.check_reachable()
     guards.require_registry_data(destination)
+    token = generation.current(destination)  # an object of known content: are listed MD5s content MD5s?
+    destination.calibrate_md5((generation.PATH, token.data) if token else None)
     counts = Counts()
     finder = MarkerFinder()
     semantics = SemanticCheck(destination, options.deep) if options.deep else None
@@ -74,7 +76,7 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     else:
         source_entries = read_ahead(registry_entries(source.walk(on_problem=report.problem),
                                                      include_uploads=options.include_uploads, skip_markers=True))
-        with WorkerPool(options.workers) as pool:
+        with WorkerPool(options.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one()
                 if src is not None and tree.is_registry_data(path):
@@ -104,36 +106,64 @@ def _count_destination(path: str, counts: Counts) -> None:
 
 def _record_marker(marker: Marker, counts: Counts, report: Report) -> None:
     counts.add_marker(marker)
-    report.add_to_list("markers", marker.path, marker.kind.value)
+    report.listed(PathList.MARKERS, marker.path, marker.kind.value)
 
 
 def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, destination: Storage,
              pool: WorkerPool, report: Report) -> None:
     action, reason = decide(path, src, dst)
     if action is Action.UPLOAD:
-        name = {Reason.MISSING: "missing in destination", Reason.SIZE: "size differs"}.get(reason, "content differs")
-        report.add_to_list(name, path)
+        report.listed({Reason.MISSING: PathList.MISSING, Reason.SIZE: PathList.SIZE_DIFFERS}.get(
+            reason, PathList.CONTENT_DIFFERS), path)
     elif action is Action.DELETE:
-        report.add_to_list("extra in destination", path)
+        report.listed(PathList.EXTRA, path)
     elif action is Action.KEEP:
-        report.add_to_list("outside the registry tree", path)
+        report.listed(PathList.OUTSIDE, path)
     elif action is Action.CHECK:
         assert src is not None and dst is not None
-        pool.submit(_check_content, source, destination, path, dst, report)
+        pool.submit(_check_content, path, dst, source, destination, report)
 
 
-def _check_content(source: Storage, destination: Storage, path: str, dst: Entry, report: Report) -> None:
-    with JobGuard(report, path):
-        same, _ = content_matches(source, destination, path, dst)
-        if not same:
-            report.add_to_list("content differs", path)
+def _check_content(path: str, dst: Entry, source: Storage, destination: Storage, report: Report) -> list[Result]:
+    """A difference is listed, not counted as an outcome; a failure to read comes back as a result."""
+    compared, failure = attempt(path, dst.size, Reason.CONTENT.value,
+                                lambda: content_matches(source, destination, path, dst))
+    if compared is not None and not compared[0]:
+        report.listed(PathList.CONTENT_DIFFERS, path)
+    return [failure] if failure else []
+
+
+def withdraw_trust(destination: Storage) -> dict[str, Any]:
+    """A failed verify moves the destination's generation token: no --state record written before
+    is believed any more, so the next ``sync --state`` lists the destination and repairs it."""
+    try:
+        generation.advance(destination, "verify")
+    except RegmigError as exc:
+        return {"withdrawn": False, "error": str(exc)}
+    return {"withdrawn": True, "error": None}
+
+
+def repair_commands(summary: dict[str, Any]) -> list[str]:
+    """What to run after a failed verify, in order (options such as --endpoint-url left out)."""
+    source, destination = summary["source"], summary["destination"]
+    commands = []
+    if summary["counts"]["markers"]:
+        commands.append(f"regmig nameless-tags {destination} --fix")
+    if source is None:
+        commands.append(f"regmig sync SOURCE {destination} --delete   (from the registry's source tree)")
+        commands.append(f"regmig verify {destination} --deep")
+        return commands
+    commands += [f"regmig sync {source} {destination} --delete --dry-run",
+                 f"regmig sync {source} {destination} --delete",
+                 f"regmig verify {source} {destination}" + (" --deep" if summary["deep"] else "")]
+    return commands
 
 
 def verdict(summary: dict[str, Any]) -> int:
     """0 when consistent; 1 for any difference, marker, defect or failure."""
     lists = summary["lists"]
-    bad = [name for name in (*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished")
-           if lists.get(name, {}).get("count")]
+    bad = [name for name in (*DIFFERENCES, PathList.MARKERS, PathList.FAILURES, PathList.PROBLEMS, PathList.VANISHED)
+           if lists.get(name.value, {}).get("count")]
     counts = summary["counts"]
     count_mismatch = summary.get("source") is not None and counts["source_files"] != counts["destination_objects"]
     empty = counts["destination_objects"] == 0

@@ -19,11 +19,12 @@ import click
 
 from migrate import __version__, redact, render
 from migrate.errors import RegmigError
+from migrate.outcome import PathList
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.cli_options import follow_symlinks_option, output_options, parse_size, resolve_locations, storage_options
 from migrate.storage import Storage, open_location
-from migrate.sync import SyncOptions, sync
+from migrate.sync import SyncOptions, exit_code, sync
 
 log = logging.getLogger("regmig")
 @contextlib.contextmanager
@@ -106,6 +107,8 @@ def main() -> None:
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Record what DESTINATION holds after a clean pass; the next pass reads FILE instead of "
                    "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
+@click.option("--break-lock", is_flag=True,
+              help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
 @storage_options
 @output_options
 @handles_errors
@@ -133,6 +136,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             into_populated_directory=kw["into_populated_directory"],
             workers=kw["workers"],
             state_path=kw["state_path"],
+            break_lock=kw["break_lock"],
         )
         if show_progress(kw["progress"]):
             with Progress(report):
@@ -147,7 +151,6 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
 
 def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Report) -> dict[str, Any]:
     data = report.to_dict()
-    failed = report.count("failures") or report.count("problems") or report.delete_refusal
     return {
         "command": "sync",
         "source": src.url,
@@ -155,7 +158,7 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
         "destination_layout": dst.root_description,
         "dry_run": options.dry_run,
         "delete": options.delete,
-        "exit_code": 1 if failed else 0,
+        "exit_code": exit_code(options, report),
         **data,
     }
 
@@ -178,7 +181,7 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     that location alone. Exit 0 only when consistent, 1 when anything was found.
     """
     from checks.semantics import DeepOptions
-    from checks.verify import VerifyOptions, verdict, verify
+    from checks.verify import VerifyOptions, repair_commands, verdict, verify, withdraw_trust
 
     sides = resolve_locations(kw, locations, ("source", "destination"), optional=("source",))
     deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
@@ -192,14 +195,17 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
             stack.enter_context(Progress(report))
         result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
                                                 deep=deep), report)
-    summary = {
-        "command": "verify", "source": src.url if src else None, "destination": dst.url,
-        "destination_layout": dst.root_description,
-        "deep": None if not deep else ("every blob hashed" if deep.hash_limit is None
-                                       else f"blobs up to {kw['hash_limit']} hashed"),
-        **result, **report.to_dict(),
-    }
-    summary["exit_code"] = verdict(summary)
+        summary = {
+            "command": "verify", "source": src.url if src else None, "destination": dst.url,
+            "destination_layout": dst.root_description,
+            "deep": None if not deep else ("every blob hashed" if deep.hash_limit is None
+                                           else f"blobs up to {kw['hash_limit']} hashed"),
+            **result, **report.to_dict(),
+        }
+        summary["exit_code"] = verdict(summary)
+        failed = summary["exit_code"] != 0
+        summary["trust"] = withdraw_trust(dst) if failed else None
+        summary["repair"] = repair_commands(summary) if failed else []
     emit(summary, kw["as_json"], render.verify_text)
     return summary["exit_code"]
 
@@ -207,6 +213,9 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
 @main.command("nameless-tags")
 @click.argument("locations", nargs=-1, metavar="TARGET")
 @click.option("--fix", is_flag=True, help="Delete each zero-byte marker: one exact key at a time, never a prefix.")
+@click.option("--break-lock", is_flag=True,
+              help="With --fix, take TARGET's lease even if another regmig seems to hold it "
+                   "(only when that run is dead).")
 @storage_options
 @output_options
 @handles_errors
@@ -221,11 +230,29 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
 
     target = resolve_locations(kw, locations, ("destination",))["destination"]
     with logging_to(kw["log_file"]), open_location(target.url, target.options) as storage:
-        summary = markers.scan(storage, fix=kw["fix"])
+        if kw["fix"]:
+            summary = _fix_markers(storage, kw["break_lock"])
+        else:
+            summary = markers.scan(storage, fix=False)
     for item in summary["markers"]:
         log.info("marker %s: %s (%s)", item["action"], item["path"], item["kind"])
     emit(summary, kw["as_json"], render.markers_text)
     return int(summary["exit_code"])
+
+
+def _fix_markers(storage: Storage, break_lock: bool) -> dict[str, Any]:
+    """Deleting markers writes the destination: it takes the lease and moves the generation token
+    first, as a sync does (migrate.lease, migrate.generation)."""
+    from checks import markers
+    from migrate import generation
+    from migrate.lease import Lease
+
+    storage.check_reachable()
+    notes: list[str] = []
+    with Lease(storage, "nameless-tags --fix", break_lock=break_lock, note=notes.append):
+        generation.advance(storage, "nameless-tags --fix")
+        summary = markers.scan(storage, fix=True)
+    return {**summary, "notes": notes}
 
 
 @main.command("plan")
@@ -262,7 +289,7 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
         result = plan(src, dst, options, report)
     summary = {"command": "plan", "source": src.url, "destination": dst.url,
                "destination_layout": dst.root_description, **result, **report.to_dict()}
-    summary["exit_code"] = 1 if report.count("failures") or report.count("problems") else 0
+    summary["exit_code"] = 1 if report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) else 0
     emit(summary, kw["as_json"], render.plan_text)
     return summary["exit_code"]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate import tree
+from migrate.outcome import Outcome, Result
 from migrate.probe import probe_writes
 from migrate.report import Report, Tally
 from migrate.storage.base import Storage
@@ -29,14 +30,14 @@ class AreaReport(Report):
 
     def __init__(self) -> None:
         super().__init__()
-        self.areas: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+        self.areas: dict[str, dict[Outcome, Tally]] = defaultdict(lambda: defaultdict(Tally))
 
-    def record(self, outcome: str, reason: str, path: str, size: int, *, list_as: str | None = None) -> None:
-        super().record(outcome, reason, path, size, list_as=list_as)
+    def add(self, result: Result) -> None:
+        super().add(result)
         with self._lock:
-            tally = self.areas[area(path)][outcome]
+            tally = self.areas[area(result.path)][result.outcome]
             tally.count += 1
-            tally.bytes += size
+            tally.bytes += result.size
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
          report)
     scan_seconds = report.elapsed()
     flags = []
-    uploads = report.tally("not copied")
+    uploads = report.tally(Outcome.NOT_COPIED)
     if uploads.count:
         flags.append(f"{uploads.count:,} files in _uploads or tmp debris ({uploads.bytes:,} bytes): pushes in flight "
                      "or abandoned; they are not copied")
@@ -65,8 +66,8 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
                      "final sync --delete, or pushes made during it can be lost")
     if options.final and options.source_readonly is None:
         flags.append("--final without --from-config: cannot check that the source registry is read-only")
-    pending = report.tally("would upload")
-    deletes = report.tally("would delete")
+    pending = report.tally(Outcome.WOULD_UPLOAD)
+    deletes = report.tally(Outcome.WOULD_DELETE)
     estimate: dict[str, Any] = {"scan_seconds": round(scan_seconds, 2),
                                 "pending_uploads": pending.to_dict(), "pending_deletes": deletes.to_dict()}
     if options.probe:
@@ -80,7 +81,8 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
             assumes="the final pass lists and compares as fast as this run, and nothing else changes before it",
         )
     return {
-        "areas": {name: {outcome: t.to_dict() for outcome, t in sorted(outcomes.items())}
+        "areas": {name: {outcome.value: tally.to_dict()
+                         for outcome, tally in sorted(outcomes.items(), key=lambda item: item[0].value)}
                   for name, outcomes in sorted(report.areas.items())},
         "flags": flags,
         "estimate": estimate,

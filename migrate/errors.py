@@ -27,6 +27,11 @@ class ConditionFailed(StorageError):
     """A conditional write or delete found the object changed since it was checked; nothing was done."""
 
 
+class ChecksumMismatch(StorageError):
+    """The service refused an upload because its body did not match the checksum sent with it:
+    corrupted in transit. Nothing was written; sending it again is safe."""
+
+
 class ListingOutOfOrder(RegmigError):
     """A listing was not in byte order; merging it would give wrong answers, so regmig stops."""
 

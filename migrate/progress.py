@@ -6,6 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
+from migrate.outcome import Outcome
 from migrate.report import Report
 
 
@@ -36,7 +37,7 @@ class Progress:
     def line(self) -> str:
         report = self.report
         elapsed = max(report.elapsed(), 1e-6)
-        uploaded = report.tally("uploaded").count + report.tally("would upload").count
+        uploaded = report.tally(Outcome.UPLOADED).count + report.tally(Outcome.WOULD_UPLOAD).count
         rate = report.done_bytes / elapsed
         if report.listing_finished and rate > 0:
             eta = "ETA " + _eta(max(report.planned_bytes - report.done_bytes, 0) / rate)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from migrate import tree
+from migrate.outcome import DIFFERENCES, Outcome, PathList
 from migrate.progress import human_bytes
 from migrate.roots import OtherRoot
 from migrate.storage.options import ROOT_PREFIX_CONFIG
-
-DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
-"""The per-object headings of verify, in the order they are shown."""
 
 SHOWN = 10
 """How many paths of each list the terminal shows; --json has them all (up to the report's cap)."""
@@ -44,9 +42,10 @@ def outcome_lines(outcomes: dict[str, Any]) -> list[str]:
     return lines
 
 
-def path_lists(lists: dict[str, Any], names: list[str]) -> list[str]:
+def path_lists(lists: dict[str, Any], names: list[PathList]) -> list[str]:
     lines = []
-    for name in names:
+    for listed in names:
+        name = listed.value
         data = lists.get(name)
         if not data or not data["count"]:
             continue
@@ -69,9 +68,10 @@ def sync_text(summary: dict[str, Any]) -> str:
     ]
     if summary["delete_refused"]:
         lines.append(f"DELETES REFUSED: {summary['delete_refused']}")
-    elif not summary["delete"] and "not deleted" in summary["outcomes"]:
+    elif not summary["delete"] and Outcome.NOT_DELETED.value in summary["outcomes"]:
         lines.append("  destination-only objects were kept: run with --delete (after --dry-run) to remove them")
-    lines += path_lists(summary["lists"], ["failures", "problems", "vanished", "changed", "kept", "deleted", "would delete"])
+    lines += path_lists(summary["lists"], [PathList.FAILURES, PathList.PROBLEMS, PathList.VANISHED, PathList.CHANGED,
+                                           PathList.KEPT, PathList.DELETED, PathList.WOULD_DELETE])
     lines += summary["notes"]
     lines.append(f"done in {summary['elapsed_seconds']:.1f} s")
     return "\n".join(lines)
@@ -80,13 +80,13 @@ def sync_text(summary: dict[str, Any]) -> str:
 def verify_text(summary: dict[str, Any]) -> str:
     counts = summary["counts"]
     lists = summary["lists"]
-    differences = sum(lists.get(name, {}).get("count", 0) for name in DIFFERENCE_LISTS)
+    differences = sum(lists.get(name.value, {}).get("count", 0) for name in DIFFERENCES)
     defects = sum(len(group["findings"]) for group in summary["findings"])
     if summary["exit_code"] == 0:
         verdict = "verify OK: " + ("destination matches the source" if summary["source"] else "no defects found")
     else:
         verdict = (f"verify FAILED: {differences:,} differences, {counts['markers']:,} markers, "
-                   f"{defects:,} registry defects, {lists.get('failures', {}).get('count', 0):,} errors")
+                   f"{defects:,} registry defects, {lists.get(PathList.FAILURES.value, {}).get('count', 0):,} errors")
     lines = [verdict, f"  {summary['source'] or '(no source)'} -> {summary['destination']}",
              f"  destination layout: {summary['destination_layout']}"]
     if summary["source"]:
@@ -100,7 +100,8 @@ def verify_text(summary: dict[str, Any]) -> str:
         apart += (f", outside the registry tree: {counts['source_outside_registry']:,} source files, "
                   f"{counts['outside_registry']:,} destination objects")
     lines.append(apart)
-    lines += path_lists(lists, [*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished"])
+    lines += path_lists(lists, [*DIFFERENCES, PathList.MARKERS, PathList.FAILURES, PathList.PROBLEMS,
+                                PathList.VANISHED])
     if summary["deep"]:
         lines.append(f"registry semantics ({summary['deep']}): "
                      + ("consistent" if not summary["findings"] else f"{defects:,} defects"))
@@ -114,8 +115,25 @@ def verify_text(summary: dict[str, Any]) -> str:
     lines += summary["notes"]
     if counts["markers"]:
         lines.append("  markers show up as nameless tags: remove them with `regmig nameless-tags TARGET --fix`")
+    lines += _repair_lines(summary)
     lines.append(f"done in {summary['elapsed_seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def _repair_lines(summary: dict[str, Any]) -> list[str]:
+    """After a failed verify: whether --state records were withdrawn, and what to run to repair."""
+    trust = summary.get("trust")
+    if not trust:
+        return []
+    if trust["withdrawn"]:
+        lines = ["trust withdrawn: no --state record of this destination is believed any more (its generation "
+                 "token moved), so the next sync lists it and repairs what differs"]
+    else:
+        lines = [f"could not withdraw trust in --state records of this destination ({trust['error']}): "
+                 f"run the next sync WITHOUT --state, so that it lists the destination"]
+    lines.append("to repair (with the same options as this verify):")
+    lines += [f"  {command}" for command in summary["repair"]]
+    return lines
 
 
 def markers_text(summary: dict[str, Any]) -> str:
@@ -134,7 +152,8 @@ def markers_text(summary: dict[str, Any]) -> str:
         lines.append(f"  {item['action']:<8} {item['path']}{repo}")
     if len(summary["markers"]) > SHOWN:
         lines.append(f"  ... {len(summary['markers']) - SHOWN:,} more (see --json)")
-    lines += path_lists(summary.get("lists", {}), ["failures"])
+    lines += path_lists(summary.get("lists", {}), [PathList.FAILURES])
+    lines += summary.get("notes", [])
     return "\n".join(lines)
 
 
@@ -153,7 +172,7 @@ def plan_text(summary: dict[str, Any]) -> str:
                      f"{estimate['read_only_window_seconds']:.0f} s (assumes {estimate['assumes']})")
     for flag in summary["flags"]:
         lines.append(f"FLAG: {flag}")
-    lines += path_lists(summary["lists"], ["failures", "problems"])
+    lines += path_lists(summary["lists"], [PathList.FAILURES, PathList.PROBLEMS])
     lines += summary["notes"]
     return "\n".join(lines)
 

@@ -1,7 +1,9 @@
-"""The single consumer of result events: counters per outcome, failures, problems, the log.
+"""The single consumer of results: counters per outcome, the path lists, notes, the log.
 
-Workers call ``Report`` methods (thread-safe, no printing); the progress printer and the
-renderers only read from it.
+Jobs hand back ``Result`` objects (migrate.outcome) and the listing thread adds its own; the
+report counts them (thread-safe, no printing). The progress printer and the renderers only read
+from it. Every examined object ends with exactly one result, so ``unaccounted`` tells whether the
+results add up to the pass (a state record is written only when they do).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate import redact
+from migrate.outcome import UNSUCCESSFUL, Outcome, PathList, Result
 
 log = logging.getLogger("regmig")
 log.addHandler(logging.NullHandler())
@@ -21,6 +24,8 @@ log.propagate = False  # the terminal gets the rendered report, not log records
 
 MAX_LISTED = 1000
 """Per list, how many paths are kept for the report; the counts are always complete."""
+_LOGGED = {Outcome.UPLOADED: logging.INFO, Outcome.DELETED: logging.INFO, Outcome.VANISHED: logging.INFO,
+           Outcome.FAILED: logging.WARNING, Outcome.CRASHED: logging.ERROR}
 
 
 @dataclass
@@ -32,7 +37,7 @@ class Tally:
         return {"count": self.count, "bytes": self.bytes}
 
 
-class PathList:
+class BoundedPaths:
     """A bounded list of (path, message) with a complete count, so huge runs keep flat memory."""
 
     def __init__(self) -> None:
@@ -54,9 +59,11 @@ class Report:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started = time.monotonic()
-        self.outcomes: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
-        self.lists: dict[str, PathList] = defaultdict(PathList)
+        self.outcomes: dict[Outcome, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+        self.lists: dict[PathList, BoundedPaths] = defaultdict(BoundedPaths)
         self.examined = 0
+        self.results = 0
+        """Results for examined objects (every outcome but ``not copied``)."""
         self.planned_bytes = 0
         self.done_bytes = 0
         self.listing_finished = False
@@ -71,31 +78,46 @@ class Report:
         with self._lock:
             self.planned_bytes += size
 
-    def record(self, outcome: str, reason: str, path: str, size: int, *, list_as: str | None = None) -> None:
-        """Count one object under ``outcome``/``reason``; ``list_as`` also keeps its path in that list."""
+    def add(self, result: Result) -> None:
+        """Count one object's result; failures and vanished objects are also listed with their error."""
+        outcome = result.outcome
         with self._lock:
-            tally = self.outcomes[outcome][reason]
+            tally = self.outcomes[outcome][result.reason]
             tally.count += 1
-            tally.bytes += size
-            if outcome in ("uploaded", "would upload"):
-                self.done_bytes += size
-            if list_as:
-                self.lists[list_as].add(path)
-        log.log(logging.INFO if outcome in ("uploaded", "deleted") else logging.DEBUG, "%s (%s): %s", outcome, reason, path)
+            tally.bytes += result.size
+            if outcome is not Outcome.NOT_COPIED:
+                self.results += 1
+            if outcome in (Outcome.UPLOADED, Outcome.WOULD_UPLOAD):
+                self.done_bytes += result.size
+            if outcome in UNSUCCESSFUL:
+                self.lists[PathList.FAILURES].add(result.path, result.message)
+            elif outcome is Outcome.VANISHED:
+                self.lists[PathList.VANISHED].add(result.path, result.message)
+            if result.listed is not None:
+                self.lists[result.listed].add(result.path)
+        level = _LOGGED.get(outcome, logging.DEBUG)
+        if log.isEnabledFor(level):
+            detail = f": {redact.redact(result.message)}" if result.message else ""
+            log.log(level, "%s (%s): %s%s", outcome.value, result.reason, result.path, detail)
 
-    def add_to_list(self, name: str, path: str, message: str = "") -> None:
+    def add_all(self, results: list[Result]) -> None:
+        for result in results:
+            self.add(result)
+
+    def listed(self, name: PathList, path: str, message: str = "") -> None:
+        """Keep a path in a named list without counting an outcome (verify's findings, walk problems)."""
         with self._lock:
             self.lists[name].add(path, message)
-        if name in ("failures", "problems"):
-            log.warning("%s: %s: %s", name[:-1], path, message)
+        if name in (PathList.FAILURES, PathList.PROBLEMS):
+            log.warning("%s: %s: %s", name.value, path, message)
         else:
-            log.info("%s: %s %s", name, path, message)
+            log.info("%s: %s %s", name.value, path, message)
 
     def failure(self, path: str, message: str) -> None:
-        self.add_to_list("failures", path, message)
+        self.listed(PathList.FAILURES, path, message)
 
     def problem(self, path: str, message: str) -> None:
-        self.add_to_list("problems", path, message)
+        self.listed(PathList.PROBLEMS, path, message)
 
     def note(self, message: str) -> None:
         with self._lock:
@@ -106,14 +128,15 @@ class Report:
         """Record that the delete guards stopped the deletions; the run then exits 1."""
         with self._lock:
             self.delete_refusal = message
-            self.outcomes["not deleted"]["refused"] = Tally(extras.count, extras.bytes)
+            self.outcomes[Outcome.NOT_DELETED]["refused"] = Tally(extras.count, extras.bytes)
+            self.results += extras.count
         log.warning("%s", message)
 
-    def count(self, name: str) -> int:
+    def count(self, name: PathList) -> int:
         with self._lock:
             return self.lists[name].count if name in self.lists else 0
 
-    def tally(self, outcome: str) -> Tally:
+    def tally(self, outcome: Outcome) -> Tally:
         with self._lock:
             total = Tally()
             for tally in self.outcomes.get(outcome, {}).values():
@@ -121,22 +144,28 @@ class Report:
                 total.bytes += tally.bytes
             return total
 
+    def unaccounted(self) -> int:
+        """Examined objects without a result: a job lost them, so the pass proves nothing about them."""
+        with self._lock:
+            return self.examined - self.results
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             outcomes = {
-                outcome: {
+                outcome.value: {
                     "count": sum(t.count for t in reasons.values()),
                     "bytes": sum(t.bytes for t in reasons.values()),
                     "by_reason": {reason: t.to_dict() for reason, t in sorted(reasons.items())},
                 }
-                for outcome, reasons in sorted(self.outcomes.items())
+                for outcome, reasons in sorted(self.outcomes.items(), key=lambda item: item[0].value)
             }
             return {
                 "outcomes": outcomes,
-                "lists": {name: items.to_dict() for name, items in sorted(self.lists.items())},
+                "lists": {name.value: items.to_dict() for name, items in sorted(self.lists.items(),
+                                                                                 key=lambda item: item[0].value)},
                 "notes": list(self.notes),
                 "delete_refused": self.delete_refusal,
                 "elapsed_seconds": round(self.elapsed(), 3),

@@ -12,13 +12,19 @@ bytes read after the file was stamped), the record keeps the file's stamp (``Ent
 device, inode, mtime, ctime). A file with the same stamp at the next pass has not been written
 since, so that pass need not read it: the final pass reads only the link files that changed.
 
-The record is consumed when a pass that may write starts (an interrupted pass leaves none, so
-the next one lists), is tied to one destination and one ``--include-uploads`` setting, and
-ends with a count line, so a truncated file is an error rather than a shorter listing.
+A record belongs to one destination: its header names the service (``Storage.service_identity``),
+the location and root, and the ``--include-uploads`` setting (another is refused, exit 2), and
+carries the destination's generation token as the pass that wrote it left it (migrate.generation).
+A record whose token is not the destination's now is not used: something else wrote there since.
+The record is consumed when a pass that may write starts (an interrupted pass leaves none), ends
+with a count line (a truncated file is an error rather than a shorter listing), and is locked
+against a second regmig on this machine while a pass uses it (``locked``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import io
 import json
@@ -31,21 +37,45 @@ from typing import IO
 from migrate.errors import BadInput, StorageError
 from migrate.storage.base import Entry, Storage
 
-FORMAT = 2
-_READABLE = (1, 2)  # format 1 had no stamps: every small file is then read once more
+FORMAT = 3
+_READABLE = (1, 2, 3)  # 1 had no stamps, 2 no generation token: both are read only to say they are not used
 _END = "#end "
 _WRITE_BUFFER = 256 * 1024
 
 
 def identity(destination: Storage, include_uploads: bool) -> dict[str, object]:
     """What a record must match to stand in for a listing of ``destination``."""
-    return {"destination": f"{destination.url} ({destination.root_description})", "include_uploads": include_uploads}
+    return {"destination": f"{destination.url} ({destination.root_description})",
+            "service": destination.service_identity, "include_uploads": include_uploads}
+
+
+@contextlib.contextmanager
+def locked(path: str, *, exclusive: bool) -> Iterator[None]:
+    """Hold a lock on ``path`` (on a ``.lock`` file beside it) for as long as a pass uses the record:
+    exclusive for a pass that consumes and rewrites it, shared for dry runs that only read it."""
+    lock_path = path + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise BadInput(f"--state {path}: cannot create its lock file {lock_path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise BadInput(f"--state {path} is in use by another regmig ({holder}); let it finish") from None
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the lock file stays (removing it would race another locker)
 
 
 class StateWriter:
     """Writes entries in listing order to a temporary file; ``commit`` puts it in place."""
 
-    def __init__(self, path: str, ident: dict[str, object]) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         try:
@@ -58,10 +88,13 @@ class StateWriter:
         # was a sixth of a final pass's time (bench/, delta phase).
         self._out = io.TextIOWrapper(io.BufferedWriter(gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1),
                                                        buffer_size=_WRITE_BUFFER), encoding="utf-8")
-        self._out.write(json.dumps({"format": FORMAT, **ident, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                       time.gmtime())}) + "\n")
         self.count = 0
         self.usable = True
+
+    def begin(self, ident: dict[str, object], generation: str) -> None:
+        """The header: whom the record belongs to, and the generation token this pass wrote."""
+        self._out.write(json.dumps({"format": FORMAT, **ident, "generation": generation,
+                                    "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
     def add(self, entry: Entry) -> None:
         if "\t" in entry.path or "\n" in entry.path:
@@ -71,8 +104,9 @@ class StateWriter:
         self._out.write(f"{entry.path}\t{entry.size}\t{entry.md5 or '-'}{stamp}\n")
         self.count += 1
 
-    def commit(self) -> None:
-        self._out.write(f"{_END}{self.count}\n")
+    def commit(self, source_files: int) -> None:
+        """``source_files``: what this pass's source walk found, for the next pass's shrink check."""
+        self._out.write(f"{_END}{self.count} {source_files}\n")
         self._out.close()
         self._raw.flush()
         os.fsync(self._raw.fileno())
@@ -85,12 +119,51 @@ class StateWriter:
         os.unlink(self._tmp)
 
 
-def open_state(path: str, ident: dict[str, object], *, consume: bool) -> tuple[str, Iterator[Entry]] | None:
-    """The record at ``path`` as (when written, entries in order), or None when there is none.
+class Record:
+    """An opened record: its header now, its entries as the pass reads them."""
 
-    ``consume`` removes the file once opened (the open handle still reads it), so a pass that
-    dies part-way leaves no record that no longer matches the destination.
-    """
+    def __init__(self, path: str, header: dict[str, object], stream: IO[str]) -> None:
+        self.path = path
+        self.format = int(header["format"])  # type: ignore[call-overload]
+        self.written = str(header.get("written", "?"))
+        self.generation = str(header["generation"]) if header.get("generation") else None
+        self.source_files: int | None = None
+        """What the source walk of the pass that wrote it found; known once the entries are read."""
+        self._stream = stream
+
+    def consume(self) -> None:
+        """Remove the file (the open stream still reads it), so a pass that dies part-way leaves no
+        record that no longer matches the destination."""
+        os.unlink(self.path)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def entries(self) -> Iterator[Entry]:
+        count = 0
+        with self._stream:
+            try:
+                for line in self._stream:
+                    if line.startswith(_END):
+                        total, *source = line[len(_END):].split()
+                        if int(total) != count:
+                            break
+                        self.source_files = int(source[0]) if source else None
+                        return
+                    name, size, md5, *stamp = line.rstrip("\n").split("\t")
+                    if len(stamp) > 1:
+                        raise ValueError(f"{len(stamp) + 3} fields on a line")
+                    yield Entry(name, int(size), None if md5 == "-" else md5, stamp=stamp[0] if stamp else None)
+                    count += 1
+            except (OSError, ValueError, EOFError) as exc:
+                raise StorageError(f"state file {self.path} is damaged ({exc}): nothing deleted; "
+                                   f"run again without it") from exc
+        raise StorageError(f"state file {self.path} is truncated after {count} entries: nothing deleted; "
+                           f"run again without it")
+
+
+def open_state(path: str, ident: dict[str, object]) -> Record | None:
+    """The record at ``path`` (header read, identity checked), or None when there is none."""
     try:
         stream: IO[str] = gzip.open(path, "rt", encoding="utf-8")  # type: ignore[assignment]
         header = json.loads(stream.readline())
@@ -102,29 +175,8 @@ def open_state(path: str, ident: dict[str, object], *, consume: bool) -> tuple[s
         stream.close()
         raise BadInput(f"--state {path}: not a regmig state file of format {' or '.join(map(str, _READABLE))}")
     for key, expected in ident.items():
-        if header.get(key) != expected:
+        if (key in header or header["format"] >= FORMAT) and header.get(key) != expected:
             stream.close()
             raise BadInput(f"--state {path}: written for {key} {header.get(key)}, not {expected}; "
                            f"pass another file (or remove it to list the destination)")
-    if consume:
-        os.unlink(path)
-    return str(header.get("written", "?")), _entries(path, stream)
-
-
-def _entries(path: str, stream: IO[str]) -> Iterator[Entry]:
-    count = 0
-    with stream:
-        try:
-            for line in stream:
-                if line.startswith(_END):
-                    if int(line[len(_END):]) != count:
-                        break
-                    return
-                name, size, md5, *stamp = line.rstrip("\n").split("\t")
-                if len(stamp) > 1:
-                    raise ValueError(f"{len(stamp) + 3} fields on a line")
-                yield Entry(name, int(size), None if md5 == "-" else md5, stamp=stamp[0] if stamp else None)
-                count += 1
-        except (OSError, ValueError, EOFError) as exc:
-            raise StorageError(f"state file {path} is damaged ({exc}): nothing deleted; run again without it") from exc
-    raise StorageError(f"state file {path} is truncated after {count} entries: nothing deleted; run again without it")
+    return Record(path, header, stream)

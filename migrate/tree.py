@@ -17,6 +17,9 @@ BLOBS = V2 + "blobs/"
 REPOSITORIES = V2 + "repositories/"
 LOCKFILES = "docker/registry/lockfiles/"
 SCHEDULER_STATE = "scheduler-state.json"
+REGMIG = ".regmig/"
+"""regmig's own objects under a destination root (its generation token and lease): outside the
+registry tree, never copied, counted or deleted."""
 
 _DIGEST_HEX = re.compile(r"[0-9a-f]{64}")
 # sha256 links must be exact; other algorithms follow distribution's generic digest grammar.
@@ -36,6 +39,7 @@ class Kind(enum.Enum):
     SCHEDULER_STATE = "scheduler state"
     TMP_DEBRIS = "tmp debris"
     MARKER = "directory marker"
+    REGMIG = "regmig's own"
     UNKNOWN = "unknown"
 
 
@@ -58,6 +62,8 @@ def classify(path: str) -> PathInfo:
     """Classify one registry path. Pure string work: no I/O."""
     if path == "" or path.endswith("/"):
         return PathInfo(Kind.MARKER, repository=_marker_repository(path))
+    if path.startswith(REGMIG):
+        return PathInfo(Kind.REGMIG)
     if _TMP_DEBRIS.search(path):
         return PathInfo(Kind.TMP_DEBRIS)
     if path == SCHEDULER_STATE:
@@ -128,10 +134,13 @@ def _marker_repository(path: str) -> str | None:
 
 
 def is_excluded(path: str, include_uploads: bool = False) -> bool:
-    """True for paths a migration never copies, counts or deletes: unfinished uploads and tmp debris.
+    """True for paths a migration never copies, counts or deletes: unfinished uploads, tmp debris
+    and regmig's own objects.
 
     Hot path (called once per object on both sides), so it avoids full classification.
     """
+    if path.startswith(REGMIG):
+        return True
     if "/_uploads/" in path and not include_uploads and classify(path).kind is Kind.UPLOAD:
         return True
     return path.endswith(".tmp") and _TMP_DEBRIS.search(path) is not None

@@ -102,18 +102,26 @@ def registry(tmp_path: Path) -> SampleRegistry:
     return demo_registry(str(tmp_path / "registry"))
 
 
+def regmigs_own(key: str) -> bool:
+    """regmig's bookkeeping under a root (its generation token and lease, ``.regmig/``): not part of
+    the copy, so the helpers below leave it out; the tests of it read it directly."""
+    return "/.regmig/" in "/" + key
+
+
 def list_keys(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    """Every object under prefix with its content: what the bucket really holds."""
+    """Every object under prefix with its content: what the bucket really holds (but regmig's own)."""
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", ()):
-            out[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            if not regmigs_own(obj["Key"]):
+                out[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
     return out
 
 
 def local_files(root: str | Path) -> dict[str, bytes]:
     root = Path(root)
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not regmigs_own(p.relative_to(root).as_posix())}
 
 
 # --- every backend, for the contract tests ------------------------------------------------------
@@ -161,7 +169,8 @@ def _azure_backend(endpoint: str, mode: str) -> Backend:
     container = service.create_container(name)
 
     def keys() -> dict[str, bytes]:
-        return {b.name: container.download_blob(b.name).readall() for b in container.list_blobs()}
+        return {b.name: container.download_blob(b.name).readall() for b in container.list_blobs()
+                if not regmigs_own(b.name)}
 
     def attributes(key: str) -> dict[str, object]:
         props = container.get_blob_client(key).get_blob_properties()
@@ -188,7 +197,7 @@ def _gcs_backend(endpoint: str) -> Backend:
     bucket = client.create_bucket(name)
 
     def keys() -> dict[str, bytes]:
-        return {b.name: b.download_as_bytes() for b in client.list_blobs(name)}
+        return {b.name: b.download_as_bytes() for b in client.list_blobs(name) if not regmigs_own(b.name)}
 
     return Backend(
         name="gcs", scheme="gs", container=name, args=[], key_prefix=_plain_prefix,

@@ -1,7 +1,9 @@
 """An HTTP proxy on 127.0.0.1 that forwards to a storage server and injects faults.
 
-Per request it can answer 500, 503 SlowDown, a canned response, reset the connection, or stall
-until released; it can rewrite the bodies it forwards, and terminate TLS with a given context
+Per request it can answer 500, 503 SlowDown, 403 AccessDenied, a canned response, reset the
+connection, or stall until released; it can rewrite a request body on its way (a byte flipped in
+transit) and a response on its way back (ETags as another service computes them, a listing page
+cut short); it can terminate TLS with a given context
 (a server certificate, and a CA that client certificates must chain to for mutual TLS). It
 records when each request arrived so tests can measure request rates, and counts connections
 and failed TLS handshakes. Loopback only, and every loop is bounded by the test that drives it.
@@ -25,7 +27,9 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
              b"<Message>Please reduce your request rate.</Message></Error>")
 INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
             b"<Message>We encountered an internal error.</Message></Error>")
-
+DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+          b"<Message>Access Denied</Message></Error>")
+_ERRORS = {"500": INTERNAL, "503": SLOW_DOWN, "403": DENIED}
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,23 @@ class Canned:
 
 
 Rule = Callable[[str, str], "str | Canned | None"]
-"""(method, path) -> None to forward, a Canned response, or one of "500", "503", "reset", "stall"."""
-Rewrite = Callable[[str, str, bytes], bytes]
-"""(method, path, upstream body) -> the body the client gets (Content-Length follows it)."""
+"""(method, path) -> None to forward, a Canned response, or one of "500", "503", "403", "reset", "stall"."""
+RequestFilter = Callable[[str, str, bytes], bytes]
+"""(method, path, body) -> the body to forward."""
+ResponseFilter = Callable[[str, str, dict[str, str], bytes], tuple[dict[str, str], bytes]]
+"""(method, path, headers, payload) -> the headers and payload to answer with (Content-Length follows)."""
+
+
+def bodies(rewrite: Callable[[str, str, bytes], bytes]) -> ResponseFilter:
+    """A response filter that rewrites only the payload."""
+    return lambda method, path, headers, payload: (headers, rewrite(method, path, payload))
 
 
 @dataclass
 class Faults:
     rule: Rule = lambda method, path: None
-    rewrite: Rewrite | None = None
+    request_filter: RequestFilter = lambda method, path, body: body
+    response_filter: ResponseFilter = lambda method, path, headers, payload: (headers, payload)
     release: threading.Event = field(default_factory=threading.Event)
     stalled: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[float, str, str, str]] = field(default_factory=list)
@@ -101,16 +113,15 @@ class FaultProxy:
                 action = proxy.faults.rule(self.command, self.path)
                 proxy.faults.seen(self.command, self.path, _name(action))
                 if isinstance(action, Canned):
-                    self._answer(action.status, action.headers, action.body)
+                    self._answer(action.status, dict(action.headers), action.body)
                     return
                 if action == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     self.connection.close()
                     return
-                if action in ("500", "503"):
-                    self._answer(int(action), (("Content-Type", "application/xml"),),
-                                 INTERNAL if action == "500" else SLOW_DOWN)
+                if action in _ERRORS:
+                    self._answer(int(action), {"Content-Type": "application/xml"}, _ERRORS[action])
                     return
                 if action == "stall":
                     proxy.faults.stalled.set()
@@ -120,27 +131,25 @@ class FaultProxy:
                         return
                 elif action == "stall-short":
                     time.sleep(0.5)
-                self._forward(body)
+                self._forward(proxy.faults.request_filter(self.command, self.path, body))
 
             def _forward(self, body: bytes) -> None:
                 connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
                 connection.request(self.command, self.path, body=body or None, headers=headers)
                 response = connection.getresponse()
-                payload = response.read()
-                if proxy.faults.rewrite is not None:
-                    payload = proxy.faults.rewrite(self.command, self.path, payload)
-                headers = tuple((key, value) for key, value in response.getheaders()
-                                if key.lower() not in ("connection", "transfer-encoding", "content-length", "server",
-                                                       "date"))
-                self._answer(response.status, headers, payload)
+                kept = {key: value for key, value in response.getheaders()
+                        if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date")}
+                kept, payload = proxy.faults.response_filter(self.command, self.path, kept, response.read())
+                # A HEAD has no body: its length is the object's, as the server gave it.
+                self._answer(response.status, kept, payload, response.getheader("Content-Length") or "0")
                 connection.close()
 
-            def _answer(self, status: int, headers: tuple[tuple[str, str], ...], payload: bytes) -> None:
+            def _answer(self, status: int, headers: dict[str, str], payload: bytes, head_length: str = "0") -> None:
                 self.send_response(status)
-                for key, value in headers:
+                for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Content-Length", head_length if self.command == "HEAD" else str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 
 from cli_runner import regmig
 from conftest import list_keys, local_files

@@ -5,7 +5,6 @@ holds the rest, such as RGW accepting and ignoring If-Match on DeleteObject."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 from pathlib import Path
 

@@ -26,7 +26,7 @@ from botocore.config import Config
 
 from cli_runner import regmig
 from conftest import list_keys, local_files
-from faultproxy import Canned, Faults, FaultProxy
+from faultproxy import Canned, Faults, FaultProxy, bodies
 from migrate import tree
 from migrate.errors import BadInput
 from migrate.storage import LocationOptions, Storage, open_location
@@ -268,7 +268,7 @@ def test_listed_keys_are_decoded_as_botocore_decodes_them(s3, bucket, s3_endpoin
     truth = sorted(key[2:] for key in list_keys(s3, bucket))  # botocore's own decoding
     assert truth == sorted(ODD_KEYS)
     for rewrite in (None, as_aws_encodes, as_if_encoding_type_were_ignored):
-        with FaultProxy(s3_endpoint, Faults(rewrite=rewrite)) as proxy:
+        with FaultProxy(s3_endpoint, Faults(response_filter=bodies(rewrite)) if rewrite else Faults()) as proxy:
             for lean in ("1", "0"):
                 monkeypatch.setenv("REGMIG_S3_LEAN", lean)
                 with storage(f"s3://{bucket}/r", proxy.url) as source:
@@ -291,7 +291,7 @@ def test_a_page_marked_truncated_without_a_token_stops_the_run(registry, s3, buc
     s3.put_object(Bucket=bucket, Key=stray, Body=b"sha256:" + b"a" * 64)
     before = list_keys(s3, bucket)
     monkeypatch.setenv("REGMIG_S3_LEAN", lean)
-    with FaultProxy(s3_endpoint, Faults(rewrite=truncated_without_a_token)) as proxy:
+    with FaultProxy(s3_endpoint, Faults(response_filter=bodies(truncated_without_a_token))) as proxy:
         result = regmig("sync", registry.root, url, "--endpoint-url", proxy.url, "--delete")
     assert result.exit_code == 1
     assert "marked truncated but carries no continuation token" in one_line(result.stderr)

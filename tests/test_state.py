@@ -97,15 +97,38 @@ def test_a_final_pass_reads_only_the_files_written_since_the_record(registry, s3
     assert final.json()["lists"]["changed"]["listed"] == [{"path": TAG_LATEST}]
     assert list_keys(s3, bucket) == registry_files(registry)
 
-    # A record of format 1 (no stamps) is still read: every small file is compared by content once.
+    # A record of an older format carries no generation token: it cannot tell whether anything else
+    # wrote the destination since, so it is not used; the pass lists the destination and says why.
     header, *body = gzip.decompress(Path(state).read_bytes()).decode().splitlines()
-    old = [json.dumps({**json.loads(header), "format": 1})] + ["\t".join(line.split("\t")[:3]) for line in body]
+    old = [json.dumps({key: value for key, value in json.loads(header).items() if key not in ("generation", "service")}
+                      | {"format": 2})] + body
     Path(state).write_bytes(gzip.compress(("\n".join(old) + "\n").encode()))
-    reads.clear()
     again = sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state, "--delete")
     assert again.exit_code == 0 and "uploaded" not in again.json()["outcomes"]
-    assert len(reads) == sum(1 for path, data in registry_files(registry).items()
-                             if len(data) <= 4096 and not tree.is_content_addressed(path))
+    assert "state file not used: it was written by an older regmig (format 2), without a generation token" in \
+        " ".join(again.json()["notes"])
+
+
+def test_the_state_file_is_locked_while_a_pass_uses_it(registry, s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two passes with one --state file (even against two destinations) would both consume and rewrite it."""
+    import fcntl
+    import os
+
+    url, state = f"s3://{bucket}", str(tmp_path / "dest.state")
+    assert sync(registry, url, "--endpoint-url", s3_endpoint, "--state", state).exit_code == 0
+    fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT)  # as another regmig holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"pid 4242\n", 0)
+        busy = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state, "--delete")
+        preview = regmig("plan", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state, "--no-probe")
+    finally:
+        os.close(fd)
+    for refused in (busy, preview):
+        assert refused.exit_code == 2 and f"--state {state} is in use by another regmig (pid 4242)" in refused.stderr
+    assert Path(state).exists()  # not consumed by the refused pass
+    assert "destination not listed" in " ".join(sync(registry, url, "--endpoint-url", s3_endpoint, "--state",
+                                                     state).json()["notes"])
 
 
 def test_an_unclean_pass_leaves_no_record_and_a_dry_run_leaves_it_alone(registry, s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]

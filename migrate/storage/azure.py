@@ -19,6 +19,7 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
@@ -27,7 +28,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobPrefix, BlobServiceClient, ContainerClient, ContentSettings
 
 from migrate import redact, tree
-from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
+from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import ROOT_PREFIX_CONFIG, AzureOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
@@ -54,6 +55,10 @@ class AzureStorage(Storage):
     def location(self, rootdirectory: str) -> str:
         root = rootdirectory.strip("/")
         return f"azure://{self.container_name}" + (f"/{root}" if root else "")
+
+    @property
+    def service_identity(self) -> str:
+        return f"azure account {self.service.account_name} at {self.service.scheme}://{self.service.primary_hostname}"
 
     @property
     def root_description(self) -> str:
@@ -103,14 +108,35 @@ class AzureStorage(Storage):
             return self.container.download_blob(self.key(path)).readall()
 
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
+        self._upload(path, data, size, overwrite=True)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        try:
+            self._upload(path, data, len(data), overwrite=False)  # sent with If-None-Match: *
+        except _Exists:
+            return False
+        return True
+
+    def _upload(self, path: str, data: bytes | BinaryIO, size: int, *, overwrite: bool) -> None:
         key = self.key(path)
+        what = f"upload to {self.container_name}/{key}"
         settings = ContentSettings(content_type=CONTENT_TYPE)
         if isinstance(data, bytes):
             # Content-MD5 stored on the blob, so later listings can compare content.
             settings.content_md5 = bytearray(hashlib.md5(data).digest())
-        with _errors(f"upload to {self.container_name}/{key}"):
-            self.container.upload_blob(key, data, length=size, overwrite=True, content_settings=settings,
-                                       max_concurrency=4)
+        with _errors(what):
+            try:
+                # validate_content: every request (the one Put Blob, or each Put Block) carries the
+                # Content-MD5 of its body, which the service checks.
+                self.container.upload_blob(key, data, length=size, overwrite=overwrite, content_settings=settings,
+                                           max_concurrency=4, validate_content=True)
+            except ResourceExistsError:
+                raise _Exists() from None
+            except HttpResponseError as exc:
+                if exc.status_code == 400 and (exc.error_code == "Md5Mismatch" or "md5" in str(exc.message).lower()):
+                    raise ChecksumMismatch(f"{what}: the service refused the body as corrupted in transit "
+                                           f"({exc.error_code})") from None
+                raise
 
     def _delete(self, path: str, if_match: str | None) -> None:
         conditions: dict[str, Any] = {}
@@ -125,6 +151,10 @@ class AzureStorage(Storage):
     def close(self) -> None:
         self.container.close()
         self.service.close()
+
+
+class _Exists(RegmigError):
+    """A conditional create found the blob there (internal to create_exclusive)."""
 
 
 def _entry(path: str, blob: Any) -> Entry:

@@ -72,6 +72,12 @@ class Storage(abc.ABC):
     prefixes); empty means only ``driver``'s."""
 
     @property
+    @abc.abstractmethod
+    def service_identity(self) -> str:
+        """Which service this is (S3 endpoint and region, Azure account and endpoint, GCS endpoint
+        and project, filesystem host): a state record belongs to one. Never contains a secret."""
+
+    @property
     def prefix(self) -> str:
         """Key prefix of the root, as the registry's driver computes it."""
         return tree.key_prefix(self.driver, self.rootdirectory)
@@ -108,6 +114,21 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
         """Write an entry; large streams go in chunks of the transfer chunk size."""
+
+    @abc.abstractmethod
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Write ``data`` only if nothing is at ``path``; False when something was. Services honour
+        the condition in their own way, and an S3-compatible one may ignore it (see migrate.lease)."""
+
+    def calibrate_md5(self, sample: tuple[str, bytes] | None) -> None:
+        """Check, before a walk, that the MD5s this service lists are MD5s of the content, against
+        ``sample`` (an object whose bytes are known) and the service's settings. Where they are not
+        (S3 with SSE-KMS), entries then carry none, and content is compared by reading it."""
+
+    def network_filesystem(self) -> str | None:
+        """The type of the network or FUSE filesystem the root is on (nfs4, cifs, fuse.sshfs, ...),
+        whose attribute caches may answer a stat with old times; None for a local disk or an object store."""
+        return None
 
     def delete(self, path: str, if_match: str | None = None) -> None:
         """Delete exactly one key, never a prefix. A key already gone is success, on every backend.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import stat as stat_module
 import tempfile
 import time
@@ -23,6 +25,10 @@ directory. Any later write then gets a ctime at least this much newer, so it alw
 stamp: file times advance in clock ticks (milliseconds on Linux, up to seconds elsewhere), and a
 write within the tick of the stamp would otherwise leave it as it was."""
 NOT_FOLLOWED = "symbolic link not followed (--follow-symlinks copies what it points to, under this path)"
+NETWORK_TYPES = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
+                           "gpfs", "ncpfs", "davfs", "sshfs"})
+"""Filesystems whose clients cache attributes: a stat may answer with times older than the file's."""
+_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 class FilesystemStorage(Storage):
@@ -41,8 +47,18 @@ class FilesystemStorage(Storage):
         return os.path.join(self.root, rootdirectory) if rootdirectory else self.root
 
     @property
+    def service_identity(self) -> str:
+        return f"filesystem on {socket.gethostname()}"
+
+    @property
     def prefix(self) -> str:
         return ""
+
+    def network_filesystem(self) -> str | None:
+        kind = filesystem_type(self.root)
+        if kind is None:
+            return "a filesystem of unknown type"
+        return kind if kind in NETWORK_TYPES or kind.startswith("fuse") else None
 
     def _local(self, path: str) -> str:
         wrapped = f"/{path}/"
@@ -181,6 +197,17 @@ class FilesystemStorage(Storage):
             os.unlink(tmp)
             raise
 
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        target = self._local(path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return True
+
     def _delete(self, path: str, if_match: str | None) -> None:
         target = self._local(path)
         try:
@@ -195,6 +222,38 @@ class FilesystemStorage(Storage):
             except OSError:
                 break
             parent = os.path.dirname(parent)
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem ``path`` is on (ext4, nfs4, fuse.sshfs, ...), from
+    /proc/self/mountinfo: ``os.statvfs`` does not give it. None when it cannot be told."""
+    try:
+        device = os.stat(path).st_dev
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+            mountinfo = mounts.read()
+    except OSError:
+        return None
+    return mount_type(mountinfo, f"{os.major(device)}:{os.minor(device)}", os.path.realpath(path))
+
+
+def mount_type(mountinfo: str, device: str, path: str) -> str | None:
+    """From mountinfo lines (``ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS ... - TYPE SOURCE ...``):
+    the type of the last mount of ``device``, else of the deepest mount point above ``path``."""
+    by_device = None
+    by_path: tuple[int, str] | None = None
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        kind = rest.split()[0]
+        if parts[2] == device:
+            by_device = kind
+        point = _OCTAL.sub(lambda match: chr(int(match.group(1), 8)), parts[4])  # a space is \040
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if by_path is None or len(point) >= by_path[0]:
+                by_path = (len(point), kind)
+    return by_device or (by_path[1] if by_path else None)
 
 
 def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: ProblemSink | None,

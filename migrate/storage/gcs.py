@@ -7,7 +7,6 @@ whose type is application/x-docker-upload-session as missing.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +19,11 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage as gcs
+from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from migrate import redact, tree
-from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
+from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import GCSOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
@@ -49,6 +49,10 @@ class GCSStorage(Storage):
     def location(self, rootdirectory: str) -> str:
         root = rootdirectory.strip("/")
         return f"gs://{self.bucket_name}" + (f"/{root}" if root else "")
+
+    @property
+    def service_identity(self) -> str:
+        return f"gcs {self.client.api_endpoint} (project {self.client.project})"
 
     def check_reachable(self) -> None:
         with _errors(f"bucket {self.bucket_name!r}", missing=BadInput):
@@ -105,16 +109,33 @@ class GCSStorage(Storage):
             return self.bucket.blob(self.key(path)).download_as_bytes(retry=self._retry)
 
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
+        self._upload(path, data, size, if_generation_match=None)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        try:
+            self._upload(path, data, len(data), if_generation_match=0)  # 0: only if no live object
+        except ConditionFailed:
+            return False
+        return True
+
+    def _upload(self, path: str, data: bytes | BinaryIO, size: int, *, if_generation_match: int | None) -> None:
+        """Every upload carries its MD5: a single request's the service checks; a chunked upload's the
+        client checks against the service's at the end (and removes a corrupted object)."""
         key = self.key(path)
-        with _errors(f"upload to gs://{self.bucket_name}/{key}"):
-            if isinstance(data, bytes):
-                blob = self.bucket.blob(key)
-                blob.md5_hash = base64.b64encode(hashlib.md5(data).digest()).decode()
-                blob.upload_from_string(data, content_type=CONTENT_TYPE, retry=self._retry)
-            else:
-                chunked = size >= self.transfer.chunk_size
-                blob = self.bucket.blob(key, chunk_size=_chunk(self.transfer.chunk_size) if chunked else None)
-                blob.upload_from_file(data, size=size, content_type=CONTENT_TYPE, checksum="md5", retry=self._retry)
+        what = f"upload to gs://{self.bucket_name}/{key}"
+        with _errors(what):
+            try:
+                if isinstance(data, bytes):
+                    self.bucket.blob(key).upload_from_string(data, content_type=CONTENT_TYPE, checksum="md5",
+                                                             if_generation_match=if_generation_match,
+                                                             retry=self._retry)
+                else:
+                    chunked = size >= self.transfer.chunk_size
+                    blob = self.bucket.blob(key, chunk_size=_chunk(self.transfer.chunk_size) if chunked else None)
+                    blob.upload_from_file(data, size=size, content_type=CONTENT_TYPE, checksum="md5",
+                                          if_generation_match=if_generation_match, retry=self._retry)
+            except DataCorruption as exc:
+                raise ChecksumMismatch(f"{what}: corrupted in transit ({exc})") from None
 
     def _delete(self, path: str, if_match: str | None) -> None:
         generation = int(if_match) if if_match and if_match.isdigit() else None

@@ -31,6 +31,17 @@ class MemoryStorage(Storage):
         root = rootdirectory.strip("/")
         return f"memory://{self.name}" + (f"/{root}" if root else "")
 
+    @property
+    def service_identity(self) -> str:
+        return f"memory {id(self.objects):x}"
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        with self._lock:
+            if self.key(path) in self.objects:
+                return False
+            self.objects[self.key(path)] = bytes(data)
+        return True
+
     def list_prefixes(self, key_prefix: str, max_entries: int = 1000) -> list[str]:
         with self._lock:
             below = {key_prefix + key[len(key_prefix):].split("/", 1)[0] + "/"

@@ -16,10 +16,12 @@ import botocore.exceptions
 import botocore.parsers
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
 
 from migrate import redact, tree
-from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError, StorageError
+from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.probe import PROBE_DIR
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import S3Options
@@ -31,6 +33,9 @@ _BUCKET_NAME = re.compile(r"[a-z0-9](?!.*\.\.)[a-z0-9.-]{1,61}[a-z0-9]")
 """S3's rules for new buckets; AWS still serves older names that break them (us-east-1 before 2018)."""
 _HEADERS = {"ContentType": "Content-Type", "ServerSideEncryption": "x-amz-server-side-encryption",
             "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "StorageClass": "x-amz-storage-class"}
+_CORRUPTED = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+"""Error codes of a body that did not match the checksum sent with it (Content-MD5, signed payload hash)."""
+_KMS = ("aws:kms", "aws:kms:dsse")
 
 
 class S3Storage(Storage):
@@ -48,6 +53,10 @@ class S3Storage(Storage):
         self.options = options
         self.transfer = transfer
         self.client, credentials, limiter = _make_client(options, transfer)
+        if isinstance(credentials, RefreshableCredentials):
+            _redact_refreshes(credentials)
+        # Every part of a multipart upload carries its Content-MD5, which the service checks.
+        self.client.meta.events.register("before-call.s3.UploadPart", _part_md5)
         # The hot calls (small PUTs, listings) take the lean path built from the client's pieces.
         usable = credentials and lean_path_usable(self.client)
         self._lean = LeanS3(self.client, credentials, bucket, transfer.max_attempts,
@@ -58,8 +67,9 @@ class S3Storage(Storage):
             # slower per part (bench/ blobs phase: 55 MiB/s at 16 against 73 MiB/s at 10).
             TransferConfig(multipart_threshold=transfer.chunk_size, multipart_chunksize=transfer.chunk_size),
         )
-        # With SSE-KMS the ETag is not the MD5 of the content, so it cannot prove equality.
-        self._etag_is_md5 = options.sse != "aws:kms"
+        # With SSE-KMS the ETag is not the MD5 of the content, so it cannot prove equality
+        # (calibrate_md5 also finds a bucket that encrypts so by default).
+        self._etag_is_md5 = options.sse not in _KMS
         self._write_args: dict[str, str] = {"ContentType": CONTENT_TYPE}
         if options.sse:
             self._write_args["ServerSideEncryption"] = options.sse
@@ -72,6 +82,11 @@ class S3Storage(Storage):
     def location(self, rootdirectory: str) -> str:
         root = rootdirectory.strip("/")
         return f"s3://{self.bucket}" + (f"/{root}" if root else "")
+
+    @property
+    def service_identity(self) -> str:
+        meta = self.client.meta
+        return f"s3 {meta.endpoint_url} ({meta.partition} partition, region {meta.region_name})"
 
     def check_reachable(self) -> None:
         what = f"bucket {self.bucket!r}"
@@ -197,6 +212,26 @@ class S3Storage(Storage):
             raise
         return any(rule.get("Status") == "Enabled" and rule.get("NoncurrentVersionExpiration") for rule in rules)
 
+    def calibrate_md5(self, sample: tuple[str, bytes] | None) -> None:
+        """An ETag is the MD5 of the content only without SSE-KMS: compare a known object's ETag
+        with the MD5 of its bytes, or, with none written yet, ask for the bucket's default encryption."""
+        if not self._etag_is_md5:
+            return
+        if sample is not None:
+            path, data = sample
+            listed = self.stat(path)
+            if listed is not None and listed.etag and len(listed.etag) == 32 and \
+                    listed.etag != hashlib.md5(data).hexdigest():
+                self._etag_is_md5 = False
+            return
+        try:
+            rules = self.client.get_bucket_encryption(Bucket=self.bucket).get(
+                "ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        except botocore.exceptions.ClientError:
+            return  # none configured, or not allowed to ask: the next write's token settles it
+        if any(rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") in _KMS for rule in rules):
+            self._etag_is_md5 = False
+
     def _default_encryption(self) -> bool:
         try:
             config = self.client.get_bucket_encryption(Bucket=self.bucket)
@@ -242,9 +277,12 @@ class S3Storage(Storage):
 
     def put(self, path: str, data: bytes | BinaryIO, size: int) -> None:
         key = self.key(path)
-        with _errors(f"upload to s3://{self.bucket}/{key}"):
+        with _errors(f"upload to s3://{self.bucket}/{key}"), _refused_bodies(f"upload to s3://{self.bucket}/{key}"):
             if size >= self.transfer.chunk_size and not isinstance(data, bytes):
-                self._manager.upload(data, self.bucket, key, extra_args=dict(self._write_args)).result()
+                # The declared size lets s3transfer raise its part size for a stream it cannot measure
+                # (an object-store source): at 10,000 parts of the chunk size a larger blob would fail.
+                self._manager.upload(data, self.bucket, key, extra_args=dict(self._write_args),
+                                     subscribers=[_DeclaredSize(size)]).result()
                 return
             # Single part, so the listed ETag is the MD5 that later syncs compare against.
             if isinstance(data, bytes) or not data.seekable():
@@ -259,6 +297,22 @@ class S3Storage(Storage):
                 body = data
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                    ContentMD5=base64.b64encode(md5).decode(), **self._write_args)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        key = self.key(path)
+        try:
+            with _errors(f"create s3://{self.bucket}/{key}"):
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*",
+                                           ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),
+                                           **self._write_args)
+                except botocore.exceptions.ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") == "ConditionalRequestConflict":
+                        return False  # another conditional write of this key is in flight
+                    raise
+        except ConditionFailed:
+            return False
+        return True
 
     def _delete(self, path: str, if_match: str | None) -> None:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(path)}
@@ -286,6 +340,54 @@ class S3Storage(Storage):
     def close(self) -> None:
         self._manager.shutdown()
         self.client.close()
+
+
+class _DeclaredSize(BaseSubscriber):  # type: ignore[misc]
+    """Tells s3transfer the size of what it uploads, as the AWS CLI does for streams."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def on_queued(self, future: Any, **_: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
+
+
+def _part_md5(params: dict[str, Any], **_: Any) -> None:
+    """before-call hook: the Content-MD5 of an UploadPart's body (s3transfer sends none by itself)."""
+    body = params.get("body")
+    if body is None or "Content-MD5" in params["headers"]:
+        return
+    digest = hashlib.md5(body).digest() if isinstance(body, (bytes, bytearray)) else _md5_of_stream(body)
+    params["headers"]["Content-MD5"] = base64.b64encode(digest).decode()
+
+
+@contextmanager
+def _refused_bodies(what: str) -> Iterator[None]:
+    """A body the service refused as not matching its checksum: corrupted in transit, safe to send again."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _CORRUPTED:
+            raise ChecksumMismatch(f"{what}: the service refused the body as corrupted in transit ({code})") from None
+        raise
+
+
+def _redact_refreshes(credentials: RefreshableCredentials) -> None:
+    """Credentials that refresh themselves (assumed roles, instance profiles, credential_process)
+    bring new keys and tokens: each new set is registered for redaction as the first one was."""
+    frozen = credentials.get_frozen_credentials
+    seen: list[Any] = [None]
+
+    def get_frozen_credentials() -> Any:
+        current = frozen()
+        if current is not seen[0]:
+            for secret in (current.access_key, current.secret_key, current.token):
+                redact.add_secret(secret)
+            seen[0] = current
+        return current
+
+    credentials.get_frozen_credentials = get_frozen_credentials  # type: ignore[method-assign]
 
 
 def _md5_of_stream(stream: BinaryIO) -> bytes:
