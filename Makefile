@@ -24,9 +24,11 @@ test: test-deps
 demo: install
 	$(BIN)/python -m migrate.demo
 
-bench: install
+# SERVER=moto runs the same benchmark on moto's server instead of Ceph RGW.
+SERVER ?= rgw
+bench: test-deps
 	bash bench/install-peers.sh
-	$(BIN)/python bench/sync_bench.py --links 20000 --blobs 20 --blob-size 5MiB \
+	$(BIN)/python bench/sync_bench.py --server $(SERVER) --links 20000 --blobs 20 --blob-size 5MiB \
 		--delta-tools regmig,regmig-listing,regmig-full,aws --large-blobs 8 --large-blob-size 64MiB \
 		--memory-objects 1000000 --memory-tools regmig,aws
 
