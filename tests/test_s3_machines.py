@@ -14,6 +14,7 @@ import html
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 import botocore.exceptions
+
 import pytest
 from botocore.config import Config
 
@@ -136,6 +138,10 @@ def test_a_client_certificate_for_mutual_tls(registry, s3, bucket, s3_endpoint, 
     faults = Faults()
     with FaultProxy(s3_endpoint, faults, tls=server_tls(certs, client_ca=True)) as proxy:
         refused = regmig("sync", registry.root, url, "--endpoint-url", proxy.url, "--retries", "1")
+        # The proxy's thread records the failed handshake after the client has seen the alert.
+        deadline = time.monotonic() + 5
+        while not faults.handshake_failures and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert refused.exit_code != 0 and not faults.log and faults.handshake_failures
         monkeypatch.setenv("AWS_SDK_GO_CLIENT_TLS_CERT", str(certs.client_cert))
         monkeypatch.setenv("AWS_SDK_GO_CLIENT_TLS_KEY", str(certs.client_key))

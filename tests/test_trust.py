@@ -580,7 +580,10 @@ def test_refreshed_credentials_are_redacted_like_the_first(other_s3, tmp_path, m
     from migrate import redact
 
     bucket = "regmig-refreshed"
-    boto3.client("s3", endpoint_url=other_s3, region_name="us-east-1").create_bucket(Bucket=bucket)
+    client = boto3.client("s3", endpoint_url=other_s3, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)  # a registry root, so nameless-tags has something to look at
+    client.put_object(Bucket=bucket, Key=f"{ROOT}/docker/registry/v2/repositories/x/_manifests/tags/t/current/link",
+                      Body=b"sha256:" + b"0" * 64)
 
     issued = tmp_path / "issued"
     script = tmp_path / "credentials.py"
