@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from migrate.estimate import Totals
 from migrate.outcome import Outcome
@@ -154,7 +154,7 @@ def terminal_lines(snap: Snapshot, width: int) -> list[str]:
     bar_width = min(max(width - len(head) - len(percent) - len(tail) - 1, 0), 40)
     if bar_width >= 10 and share is not None:
         filled = round(bar_width * share)
-        bar = "━" * filled + "╺" * (bar_width - filled) + percent
+        bar = "━" * filled + "─" * (bar_width - filled) + percent
     else:
         bar = "" if share is None else percent.lstrip()
     line1 = (head + bar + tail)[:width]
@@ -189,7 +189,8 @@ class Progress:
         self.final_line = final_line
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="regmig-progress", daemon=True)
-        self._display = None
+        self._display: Any = None
+        self._console: Any = None
         self._snapshot = self.meter.sample()
 
     def _run(self) -> None:
@@ -213,8 +214,8 @@ class Progress:
     def _renderable(self):  # type: ignore[no-untyped-def]
         from rich.text import Text
 
-        assert self._display is not None
-        width = self._display.console.size.width
+        assert self._console is not None
+        width = self._console.size.width
         return Text("\n".join(terminal_lines(self._snapshot, width)), no_wrap=True, overflow="crop")
 
     def __enter__(self) -> Progress:
@@ -222,8 +223,8 @@ class Progress:
             from rich.console import Console
             from rich.live import Live
 
-            console = Console(file=self.stream, highlight=False)
-            self._display = Live(get_renderable=self._renderable, console=console, auto_refresh=False,
+            self._console = Console(file=self.stream, highlight=False)
+            self._display = Live(get_renderable=self._renderable, console=self._console, auto_refresh=False,
                                  redirect_stdout=False, redirect_stderr=self.stream is sys.stderr)
             self._display.start()
         self._thread.start()
