@@ -39,19 +39,19 @@ def header(argv: list[str]) -> str:
 
 
 def _file_handler(path: str, head: str) -> logging.Handler:
-    """A rotating, multi-process-safe handler that writes the run's header at the top of every file
-    it starts writing to (the first one, and each after a rotation, whichever process rotated)."""
+    """A rotating, multi-process-safe handler that writes the run's header before its first line
+    and at the top of every fresh file it writes to after a rotation."""
     from concurrent_log_handler import ConcurrentRotatingFileHandler
 
     class HeadedHandler(ConcurrentRotatingFileHandler):  # type: ignore[misc]
-        headed: int | None = None
+        headed = False
 
         def do_write(self, msg: str) -> None:
             if self.stream is None or self.stream.closed:
                 self.stream = self.do_open()
-            inode = os.fstat(self.stream.fileno()).st_ino
-            if inode != self.headed:
-                self.headed = inode
+            # An empty file is one a rotation just started (inode numbers are reused, sizes are not).
+            if not self.headed or os.fstat(self.stream.fileno()).st_size == 0:
+                self.headed = True
                 record = logging.LogRecord("regmig", logging.INFO, __file__, 0, head, None, None)
                 msg = self.format(record) + self.terminator + msg
             super().do_write(msg)
