@@ -54,6 +54,9 @@ def test_runbooks_run_as_written(registry, s3, bucket, s3_endpoint, tmp_path, ro
     s3.put_object(Bucket=bucket, Key=f"{prefix}{tree.REPOSITORIES}library/alpine/_manifests/tags/", Body=b"")
     run_runbook("nameless-tag-repair.md", env, tmp_path)
     assert (tmp_path / "verify-report.json").stat().st_size > 0
+    assert json.loads((tmp_path / "final-dry-run.json").read_text())["dry_run"] is True
+    page = (tmp_path / "migration-report.html").read_text()
+    assert '<div class="word">OK</div>' in page and page.count('class="pass"') == 3
 
 
 def test_azure_and_gcs_runbooks_run_as_written(registry, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
@@ -69,6 +72,9 @@ def test_azure_and_gcs_runbooks_run_as_written(registry, tmp_path, request) -> N
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     run_runbook("migrate-to-azure.md", env, tmp_path)
     assert "trimlegacyrootprefix: true" in (tmp_path / "registry-azure-snippet.txt").read_text()
+    assert json.loads((tmp_path / "final-dry-run-azure.json").read_text())["dry_run"] is True
+    assert json.loads((tmp_path / "verify-azure.json").read_text())["verdict"] == "OK"
+    assert '<div class="word">OK</div>' in (tmp_path / "migration-report-azure.html").read_text()
     run_runbook("migrate-to-gcs.md", {**env, "BUCKET": gcs.container}, tmp_path)
     assert all(key.startswith("registry/docker/") for key in gcs.keys())
 
