@@ -119,11 +119,10 @@ def chart(summaries: list[dict[str, Any]], width: int = 1000) -> str:
         label = f"{index + 1}. {_pass_name(summary)}"
         parts.append(f'<text x="0" y="{y + 20}" font-size="13" font-family="system-ui, sans-serif">{_e(label)}</text>')
         x = float(label_width)
-        phases = summary.get("phases") or [{"phase": summary["command"], "seconds": elapsed}]
-        for number, phase in enumerate(phases):
+        for number, phase in enumerate(_phases(summary)):
             length = max(phase["seconds"] * scale, 1.0)
             parts.append(f'<rect x="{x:.1f}" y="{y + 6}" width="{length:.1f}" height="20" '
-                         f'fill="{shades[number % len(shades)]}"><title>{_e(phase["phase"])}: '
+                         f'fill="{phase.get("shade", shades[number % len(shades)])}"><title>{_e(phase["phase"])}: '
                          f'{_e(duration(phase["seconds"]))}</title></rect>')
             x += length
         colour = COLOURS[tone(_verdict_of(summary))]
@@ -131,6 +130,15 @@ def chart(summaries: list[dict[str, Any]], width: int = 1000) -> str:
                      f'font-family="system-ui, sans-serif">{_e(duration(elapsed))} {_e(_verdict_of(summary))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _phases(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's phases, with the time before the first (checks, lease, first listings) as ``starting``."""
+    phases = list(summary.get("phases") or [])
+    before = round((summary.get("elapsed_seconds") or 0) - sum(phase["seconds"] for phase in phases), 3)
+    if before > 0:
+        phases.insert(0, {"phase": "starting", "seconds": before, "shade": "#8c959f"})
+    return phases
 
 
 def _pass_name(summary: dict[str, Any]) -> str:
@@ -149,7 +157,7 @@ def _timings_table(summaries: list[dict[str, Any]]) -> str:
     rows = ["<table><tr><th>pass</th><th>started (UTC)</th><th>finished (UTC)</th><th>duration</th>"
             "<th>phases</th><th>verdict</th></tr>"]
     for index, summary in enumerate(summaries):
-        phases = ", ".join(f"{p['phase']} {duration(p['seconds'])}" for p in summary.get("phases", []))
+        phases = ", ".join(f"{p['phase']} {duration(p['seconds'])}" for p in _phases(summary))
         rows.append(f"<tr><td>{index + 1}. {_e(_pass_name(summary).split(' (')[0])}</td>"
                     f"<td>{_e(summary.get('started_at', '?'))}</td><td>{_e(summary.get('finished_at', '?'))}</td>"
                     f"<td class=n>{_e(duration(summary.get('elapsed_seconds')))}</td><td>{_e(phases)}</td>"

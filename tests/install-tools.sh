@@ -32,6 +32,6 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     SUDO=
 fi
-echo "installing ${missing[*]} (needed by the end-to-end tests)"
+echo "installing ${missing[*]} (needed by the tests)"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
