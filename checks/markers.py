@@ -140,8 +140,10 @@ def scan(storage: Storage, fix: bool, listed_limit: int = 1000, report: Report |
         if len(listed) < listed_limit:
             listed.append({"path": marker.path, "kind": marker.kind.value, "repository": marker.repository,
                            "action": action})
-    if report is not None and fix and found:
-        report.phase = "listing again"
+    if report is not None:
+        report.listing_finished = True
+        if fix and found:
+            report.phase = "listing again"
     remaining = sum(1 for _ in find_markers(storage)) if fix and found else found
     return {
         "command": "nameless-tags", "target": storage.url, "layout": storage.root_description, "fix": fix,
