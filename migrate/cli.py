@@ -25,8 +25,8 @@ import click
 
 from migrate import __version__, redact, render
 from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
-                                 long_run_options, output_options, parse_size, report_format, request_options,
-                                 resolve_locations, to_config_option, write_options)
+                                 long_run_options, output_options, parse_size, report_format, report_paths,
+                                 request_options, resolve_locations, to_config_option, write_options)
 from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
 from migrate.progress import Progress
@@ -452,7 +452,7 @@ def doctor_command(locations: tuple[str, ...], **kw: Any) -> int:
 @click.argument("reports", nargs=-1, required=True, metavar="REPORT.json...",
                 type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(dir_okay=False),
-              help="The page to write: .html or .md.")
+              callback=report_paths, help="The page to write: .html or .md.")
 @runs
 def report_command(reports: tuple[str, ...], output: str) -> int:
     """Write one page from the JSON reports of a migration's passes (--json or --report FILE.json),

@@ -109,14 +109,15 @@ def report_format(path: str) -> str:
     raise click.BadParameter(f"{path!r}: name it .json, .html or .md (the format to write)")
 
 
-def _report_paths(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for path in value:
+def report_paths(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Checks each --report / --output name before the run starts (a usage error, exit 2)."""
+    for path in (value,) if isinstance(value, str) else value:
         report_format(path)
     return value
 
 
 _report_option = click.option(
-    "--report", "reports", multiple=True, metavar="FILE", type=click.Path(dir_okay=False), callback=_report_paths,
+    "--report", "reports", multiple=True, metavar="FILE", type=click.Path(dir_okay=False), callback=report_paths,
     help="Also write the report to FILE: .json (as --json), .html or .md (a page for the change ticket). Repeatable.")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of text.")
 _log_options = [

@@ -97,6 +97,7 @@ def test_html_report_shows_the_verdict_in_a_browser(registry, s3, bucket, s3_end
 
     assert regmig("report", str(page), "--output", str(tmp_path / "x.html")).exit_code == 2  # not a JSON report
     assert regmig("report", str(sync_json), "--output", str(tmp_path / "x.json")).exit_code == 2
+    assert regmig("report", str(sync_json), "--output", str(tmp_path / "x.txt")).exit_code == 2
     assert regmig("sync", registry.root, url, "--report", str(tmp_path / "x.txt")).exit_code == 2
 
 
