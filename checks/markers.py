@@ -14,6 +14,7 @@ from typing import Any
 
 from migrate import guards, tree
 from migrate.errors import ConditionFailed, RegmigError
+from migrate.report import Report
 from migrate.storage.base import Entry, Storage
 
 
@@ -75,10 +76,13 @@ class MarkerFinder:
         return Marker(path, kind, name, etag)
 
 
-def find_markers(storage: Storage) -> Iterator[Marker]:
-    """Stream every marker under the root with its kind, from one listing."""
+def find_markers(storage: Storage, report: Report | None = None) -> Iterator[Marker]:
+    """Stream every marker under the root with its kind, from one listing (counted in ``report``,
+    for the progress display)."""
     finder = MarkerFinder()
     for entry in storage.walk():
+        if report is not None:
+            report.examined_one(entry.path)
         yield from finder.see(entry)
     yield from finder.finish()
 
@@ -111,15 +115,18 @@ def remove_marker(storage: Storage, marker: Marker) -> bool:
     return True
 
 
-def scan(storage: Storage, fix: bool, listed_limit: int = 1000) -> dict[str, Any]:
-    """Report every marker; with ``fix``, remove each one (exact key, re-checked), then re-scan."""
+def scan(storage: Storage, fix: bool, listed_limit: int = 1000, report: Report | None = None) -> dict[str, Any]:
+    """Report every marker; with ``fix``, remove each one (exact key, re-checked), then re-scan.
+    ``report`` counts the objects listed and names the phase, for the progress display."""
     storage.check_reachable()
     guards.require_registry_data(storage)
+    if report is not None:
+        report.phase = "finding and removing" if fix else "finding markers"
     kinds: dict[str, int] = {}
     listed: list[dict[str, str | None]] = []
     failures: list[dict[str, str]] = []
     found = removed = 0
-    for marker in find_markers(storage):
+    for marker in find_markers(storage, report):
         found += 1
         kinds[marker.kind.value] = kinds.get(marker.kind.value, 0) + 1
         action = "found"
@@ -133,6 +140,10 @@ def scan(storage: Storage, fix: bool, listed_limit: int = 1000) -> dict[str, Any
         if len(listed) < listed_limit:
             listed.append({"path": marker.path, "kind": marker.kind.value, "repository": marker.repository,
                            "action": action})
+    if report is not None:
+        report.listing_finished = True
+        if fix and found:
+            report.phase = "listing again"
     remaining = sum(1 for _ in find_markers(storage)) if fix and found else found
     return {
         "command": "nameless-tags", "target": storage.url, "layout": storage.root_description, "fix": fix,

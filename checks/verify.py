@@ -45,6 +45,28 @@ class Counts:
         self.marker_kinds[marker.kind.value] = self.marker_kinds.get(marker.kind.value, 0) + 1
 
 
+class Checked:
+    """What the destination holds as the registry sees it, counted next to the object-count
+    check: repositories (contiguous in walk order, so counted without a set), tags (current
+    links), manifests (revision links), blobs and link files."""
+
+    def __init__(self) -> None:
+        self.counts = {"repositories": 0, "tags": 0, "manifests": 0, "blobs": 0, "links": 0}
+        self._repository: str | None = None
+
+    def see(self, path: str) -> None:
+        info = tree.classify(path)
+        if info.kind is tree.Kind.BLOB_DATA:
+            self.counts["blobs"] += 1
+        elif info.kind in tree.LINK_KINDS:
+            self.counts["links"] += 1
+            self.counts["tags"] += info.kind is tree.Kind.TAG_LINK
+            self.counts["manifests"] += info.kind is tree.Kind.REVISION_LINK
+        if info.repository and info.repository != self._repository:
+            self._repository = info.repository
+            self.counts["repositories"] += 1
+
+
 def verify(source: Storage | None, destination: Storage, options: VerifyOptions, report: Report) -> dict[str, Any]:
     """Compare ``destination`` with ``source`` (or, without a source, check the destination alone)."""
     if source is not None:
@@ -55,6 +77,7 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     token = generation.current(destination)  # an object of known content: are listed MD5s content MD5s?
     destination.calibrate_md5((generation.PATH, token.data) if token else None)
     counts = Counts()
+    checked = Checked()
     finder = MarkerFinder()
     semantics = SemanticCheck(destination, options.deep) if options.deep else None
 
@@ -70,15 +93,15 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
         registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False))
     if source is None:
         for entry in destination_entries:
-            report.examined_one()
+            report.examined_one(entry.path)
             if not markers_and_semantics(entry):
-                _count_destination(entry.path, counts)
+                _count_destination(entry.path, counts, checked)
     else:
         source_entries = read_ahead(registry_entries(source.walk(on_problem=report.problem),
                                                      include_uploads=options.include_uploads, skip_markers=True))
         with WorkerPool(options.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
-                report.examined_one()
+                report.examined_one(path)
                 if src is not None and tree.is_registry_data(path):
                     counts.source_files += 1
                 elif src is not None:
@@ -86,7 +109,7 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
                 if dst is not None and markers_and_semantics(dst):
                     continue  # counted apart; a source never holds markers (its walk skips them)
                 if dst is not None:
-                    _count_destination(path, counts)
+                    _count_destination(path, counts, checked)
                 _compare(path, src, dst, source, destination, pool, report)
     for marker in finder.finish():
         _record_marker(marker, counts, report)
@@ -94,12 +117,13 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     findings = semantics.finish() if semantics else []
     for error in semantics.errors if semantics else []:
         report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
-    return {"counts": counts.__dict__, "findings": findings}
+    return {"counts": counts.__dict__, "checked": checked.counts, "findings": findings}
 
 
-def _count_destination(path: str, counts: Counts) -> None:
+def _count_destination(path: str, counts: Counts, checked: Checked) -> None:
     if tree.is_registry_data(path):
         counts.destination_objects += 1
+        checked.see(path)
     else:
         counts.outside_registry += 1
 

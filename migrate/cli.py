@@ -8,83 +8,165 @@ second of it (bench/, delta phase).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import logging
+import os
+import signal
+import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from migrate import __version__, redact, render
-from migrate.errors import RegmigError
+from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
+                                 long_run_options, output_options, parse_size, report_format, report_paths,
+                                 request_options, resolve_locations, to_config_option, write_options)
+from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
 from migrate.progress import Progress
 from migrate.report import Report
-from migrate.cli_options import follow_symlinks_option, output_options, parse_size, resolve_locations, storage_options
+from migrate.runlog import RunLog
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, exit_code, sync
 
 log = logging.getLogger("regmig")
-@contextlib.contextmanager
-def logging_to(log_file: str | None) -> Iterator[None]:
-    """Log to a rotating file for the duration of one command (records below WARNING are not even
-    built without a file, which matters at millions of objects)."""
-    logger = logging.getLogger("regmig")
-    if not log_file:
-        logger.setLevel(logging.WARNING)
-        yield
-        return
-    from concurrent_log_handler import ConcurrentRotatingFileHandler
+_ARGV = "regmig.argv"
+_STARTED = "regmig.started"
+_VERDICT = "regmig.verdict"
 
-    handler = ConcurrentRotatingFileHandler(log_file, maxBytes=50 * 1024 * 1024, backupCount=5)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
-    handler.addFilter(redact.RedactingFilter())
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd stop, kill): unwinds like Ctrl-C, so leases and state files are released."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (an embedding caller keeps its own)
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        handler.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
-def handles_errors(command: Callable[..., int]) -> Callable[..., None]:
-    """One place that maps regmig errors to a one-line message and an exit code; no tracebacks."""
+def runs(command: Callable[..., int]) -> Callable[..., None]:
+    """Runs one command: its log (header, how it ended), SIGTERM, and the one place that maps
+    regmig errors to a one-line message and an exit code; no tracebacks."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            code = command(*args, **kwargs)
-        except RegmigError as exc:
-            log.error("%s", exc)
-            click.echo(f"regmig: error: {redact.redact(str(exc))}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("regmig: interrupted; rerun the same command to continue", err=True)
-            sys.exit(130)
-        except Exception as exc:  # a bug of ours: still one line for the operator, the traceback in the log
-            log.exception("internal error")
-            click.echo(f"regmig: internal error: {redact.redact(f'{type(exc).__name__}: {exc}')}", err=True)
-            sys.exit(1)
+        context = click.get_current_context()
+        context.meta[_STARTED] = time.time()
+        argv = context.meta.get(_ARGV) or ["regmig", *sys.argv[1:]]
+        with RunLog(kwargs.get("log_file"), argv, kwargs.get("verbose", 0)) as run, _sigterm_unwinds():
+            code, how = _run(command, context, args, kwargs)
+            run.ended(how)
         sys.exit(code)
 
     return wrapper
 
 
-def emit(summary: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
-    if as_json:
+def _run(command: Callable[..., int], context: click.Context, args: Any, kwargs: Any) -> tuple[int, str]:
+    try:
+        code = command(*args, **kwargs)
+    except RegmigError as exc:
+        message = redact.redact(str(exc))
+        click.echo(f"regmig: error: {message}", err=True)
+        return exc.exit_code, f"failed: {message} (exit {exc.exit_code})"
+    except Terminated:
+        click.echo("regmig: terminated (SIGTERM); rerun the same command to continue", err=True)
+        return 143, "interrupted by SIGTERM (exit 143)"
+    except KeyboardInterrupt:
+        click.echo("regmig: interrupted; rerun the same command to continue", err=True)
+        return 130, "interrupted by SIGINT (exit 130)"
+    except Exception as exc:  # a bug of ours: still one line for the operator, the traceback in the log
+        log.exception("internal error")
+        message = redact.redact(f"{type(exc).__name__}: {exc}")
+        click.echo(f"regmig: internal error: {message}", err=True)
+        return 1, f"failed: internal error {message} (exit 1)"
+    verdict = context.meta.get(_VERDICT)
+    return code, f"done{', ' + verdict if verdict else ''} (exit {code})"
+
+
+def _iso(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_info(summary: dict[str, Any]) -> dict[str, Any]:
+    """What every report carries about its run, for the change ticket."""
+    context = click.get_current_context()
+    argv = context.meta.get(_ARGV) or ["regmig", *sys.argv[1:]]
+    return {
+        "started_at": _iso(context.meta.get(_STARTED, time.time())),
+        "finished_at": _iso(time.time()),
+        "regmig_version": __version__,
+        "host": socket.gethostname(),
+        "argv": redact.redact_argv(argv),
+        "verdict": render.verdict(summary),
+    }
+
+
+def emit(summary: dict[str, Any], kw: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
+    """Print the finished report (JSON or text) and write each --report file."""
+    summary.update(run_info(summary))
+    click.get_current_context().meta[_VERDICT] = summary["verdict"]
+    for path in kw.get("reports", ()):
+        write_report(path, [summary])
+    if kw.get("as_json"):
         click.echo(redact.redact(json.dumps(summary, indent=2, sort_keys=True)))
     else:
         click.echo(redact.redact(text(summary)))
 
 
-def show_progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
+def write_report(path: str, summaries: list[dict[str, Any]]) -> None:
+    """One report file, in the format its name says, put in place whole (never half written)."""
+    from migrate import htmlreport
+
+    kind = report_format(path)
+    if kind == "json":
+        body = json.dumps(summaries[-1], indent=2, sort_keys=True) + "\n"
+    else:
+        body = htmlreport.page(summaries) if kind == "html" else htmlreport.markdown(summaries)
+    temporary = f"{path}.part"
+    try:
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(redact.redact(body))
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise BadInput(f"--report {path}: cannot write it: {exc.strerror}") from exc
+    log.info("report written: %s", path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def progress(report: Report, command: str, kw: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    """Progress on stderr (unless --no-progress) and in the log (when it records INFO)."""
+    flag = kw["progress"]
+    if flag is False and not log.isEnabledFor(logging.INFO):
+        return contextlib.nullcontext()
+    return Progress(report, command, show=flag is not False, interval=kw["progress_interval"],
+                    final_line=flag is True)
+
+
+class _Regmig(click.Group):
+    """Keeps the command line as given, for the log's header and the report's ``argv``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = ["regmig", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Regmig, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="regmig")
 def main() -> None:
     """Move a container registry's storage to object storage, prove the copy, repair nameless tags."""
@@ -95,7 +177,7 @@ def main() -> None:
 @click.option("--delete", is_flag=True, help="Delete destination-only objects under the root, after a clean pass.")
 @click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
               help="Refuse to delete more than this many objects; -1 lifts the limit.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
 @click.option("--allow-object-source-delete", is_flag=True,
               help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
@@ -109,9 +191,14 @@ def main() -> None:
                    "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
 @click.option("--break-lock", is_flag=True,
               help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
-@storage_options
-@output_options
-@handles_errors
+@from_config_option
+@to_config_option
+@connection_options
+@write_options
+@chunk_size_option
+@request_options
+@long_run_options
+@runs
 def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Copy the registry tree at SOURCE (the registry's rootdirectory) to DESTINATION.
 
@@ -123,8 +210,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
     sides = resolve_locations(kw, locations, ("source", "destination"))
     report = Report()
     source, destination = sides["source"], sides["destination"]
-    with (logging_to(kw["log_file"]), open_location(source.url, source.options) as src,
-          open_location(destination.url, destination.options) as dst):
+    with open_location(source.url, source.options) as src, open_location(destination.url, destination.options) as dst:
         log.info("sync %s -> %s (%s)", src.url, dst.url, dst.root_description)
         sync_options = SyncOptions(
             delete=kw["delete"],
@@ -138,14 +224,11 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             state_path=kw["state_path"],
             break_lock=kw["break_lock"],
         )
-        if show_progress(kw["progress"]):
-            with Progress(report):
-                sync(src, dst, sync_options, report)
-        else:
+        with progress(report, "sync", kw):
             sync(src, dst, sync_options, report)
         summary = sync_summary(src, dst, sync_options, report)
         log.info("sync finished with exit code %d: %s", summary["exit_code"], json.dumps(summary["outcomes"]))
-    emit(summary, kw["as_json"], render.sync_text)
+    emit(summary, kw, render.sync_text)
     return summary["exit_code"]
 
 
@@ -170,15 +253,19 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
 @click.option("--hash-all", is_flag=True, help="With --deep, hash every blob whatever its size.")
 @click.option("--include-uploads", is_flag=True, help="Also compare _uploads (excluded by default, as in sync).")
 @follow_symlinks_option
-@storage_options
-@output_options
-@handles_errors
+@from_config_option
+@to_config_option
+@connection_options
+@request_options
+@long_run_options
+@runs
 def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Prove DESTINATION holds SOURCE exactly, and (--deep) that a registry can serve it.
 
-    Prints the documented object-count check (excluding _uploads), then every object missing,
-    extra, of another size or other content, and zero-byte markers. With one location, checks
-    that location alone. Exit 0 only when consistent, 1 when anything was found.
+    Prints the documented object-count check (excluding _uploads), what it checked (repositories,
+    tags, manifests, blobs, links), then every object missing, extra, of another size or other
+    content, and zero-byte markers. With one location, checks that location alone. Exit 0 only
+    when consistent, 1 when anything was found.
     """
     from checks.semantics import DeepOptions
     from checks.verify import VerifyOptions, repair_commands, verdict, verify, withdraw_trust
@@ -188,13 +275,11 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
                        workers=kw["workers"]) if kw["deep"] else None
     report = Report()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(logging_to(kw["log_file"]))
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options)) if "source" in sides else None
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
-        if show_progress(kw["progress"]):
-            stack.enter_context(Progress(report))
-        result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
-                                                deep=deep), report)
+        with progress(report, "verify", kw):
+            result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
+                                                    deep=deep), report)
         summary = {
             "command": "verify", "source": src.url if src else None, "destination": dst.url,
             "destination_layout": dst.root_description,
@@ -206,7 +291,7 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
         failed = summary["exit_code"] != 0
         summary["trust"] = withdraw_trust(dst) if failed else None
         summary["repair"] = repair_commands(summary) if failed else []
-    emit(summary, kw["as_json"], render.verify_text)
+    emit(summary, kw, render.verify_text)
     return summary["exit_code"]
 
 
@@ -216,9 +301,11 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
 @click.option("--break-lock", is_flag=True,
               help="With --fix, take TARGET's lease even if another regmig seems to hold it "
                    "(only when that run is dead).")
-@storage_options
-@output_options
-@handles_errors
+@to_config_option
+@connection_options
+@request_options
+@long_run_options
+@runs
 def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Find the zero-byte keys ending in '/' that show up as tags with no name, and remove them.
 
@@ -229,18 +316,21 @@ def nameless_tags_command(locations: tuple[str, ...], **kw: Any) -> int:
     from checks import markers
 
     target = resolve_locations(kw, locations, ("destination",))["destination"]
-    with logging_to(kw["log_file"]), open_location(target.url, target.options) as storage:
+    report = Report()
+    with open_location(target.url, target.options) as storage, progress(report, "nameless-tags", kw):
         if kw["fix"]:
-            summary = _fix_markers(storage, kw["break_lock"])
+            summary = _fix_markers(storage, kw["break_lock"], report)
         else:
-            summary = markers.scan(storage, fix=False)
+            summary = markers.scan(storage, fix=False, report=report)
     for item in summary["markers"]:
         log.info("marker %s: %s (%s)", item["action"], item["path"], item["kind"])
-    emit(summary, kw["as_json"], render.markers_text)
+    summary.update(source=None, destination=summary["target"], elapsed_seconds=round(report.elapsed(), 3),
+                   phases=report.phase_timings())
+    emit(summary, kw, render.markers_text)
     return int(summary["exit_code"])
 
 
-def _fix_markers(storage: Storage, break_lock: bool) -> dict[str, Any]:
+def _fix_markers(storage: Storage, break_lock: bool, report: Report) -> dict[str, Any]:
     """Deleting markers writes the destination: it takes the lease and moves the generation token
     first, as a sync does (migrate.lease, migrate.generation)."""
     from checks import markers
@@ -251,7 +341,7 @@ def _fix_markers(storage: Storage, break_lock: bool) -> dict[str, Any]:
     notes: list[str] = []
     with Lease(storage, "nameless-tags --fix", break_lock=break_lock, note=notes.append):
         generation.advance(storage, "nameless-tags --fix")
-        summary = markers.scan(storage, fix=True)
+        summary = markers.scan(storage, fix=True, report=report)
     return {**summary, "notes": notes}
 
 
@@ -263,14 +353,19 @@ def _fix_markers(storage: Storage, break_lock: bool) -> dict[str, Any]:
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Read DESTINATION from the sync --state FILE, as the final pass will (left unchanged).")
 @follow_symlinks_option
-@storage_options
-@output_options
-@handles_errors
+@from_config_option
+@to_config_option
+@connection_options
+@write_options
+@request_options
+@long_run_options
+@runs
 def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     """What a sync --delete would do now, per area of the tree, and how long its read-only window takes.
 
     Lists both sides and compares content exactly as the final pass will (changing nothing), then
-    times a few probe writes to the destination (removed again) to estimate the window.
+    times a few probe writes to the destination (removed again) to estimate the window. Exit 1
+    when a FLAG is raised (something to act on before the window) or anything failed.
     """
     from migrate.cutover import AreaReport, PlanOptions, plan
 
@@ -281,27 +376,30 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     options = PlanOptions(workers=kw["workers"], include_uploads=kw["include_uploads"], probe=not kw["no_probe"],
                           final=kw["final"], source_readonly=readonly, state_path=kw["state_path"])
     with contextlib.ExitStack() as stack:
-        stack.enter_context(logging_to(kw["log_file"]))
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options))
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
-        if show_progress(kw["progress"]):
-            stack.enter_context(Progress(report))
-        result = plan(src, dst, options, report)
+        with progress(report, "plan", kw):
+            result = plan(src, dst, options, report)
     summary = {"command": "plan", "source": src.url, "destination": dst.url,
                "destination_layout": dst.root_description, **result, **report.to_dict()}
-    summary["exit_code"] = 1 if report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) else 0
-    emit(summary, kw["as_json"], render.plan_text)
+    failed = report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) or summary["flags"]
+    summary["exit_code"] = 1 if failed else 0
+    emit(summary, kw, render.plan_text)
     return summary["exit_code"]
 
 
 @main.command("config-snippet")
 @click.argument("locations", nargs=-1, metavar="DESTINATION")
-@storage_options
+@from_config_option
+@to_config_option
+@connection_options
+@write_options
+@chunk_size_option
 @click.option("--driver", type=click.Choice(["s3", "s3_v2"]),
               help="S3 driver to write: s3 (Distribution's s3-aws; every registry) or s3_v2 (GitLab's registry "
                    "only, on aws-sdk-go-v2: beta from GitLab 17.10; from 19.0 s3 runs it too). Default: the "
                    "config file's S3 driver, else s3.")
-@handles_errors
+@runs
 def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Print the registry storage configuration that reads DESTINATION as regmig wrote it.
 
@@ -316,7 +414,6 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
     """
     from migrate.config import registry as registry_config
     from migrate.config import snippet
-    from migrate.errors import BadInput
 
     current_path = kw.pop("from_config")
     if current_path and kw["to_config"]:
@@ -331,16 +428,48 @@ def config_snippet_command(locations: tuple[str, ...], **kw: Any) -> int:
 
 @main.command("doctor")
 @click.argument("locations", nargs=-1, metavar="DESTINATION")
-@storage_options
+@to_config_option
+@connection_options
+@write_options
+@request_options
 @output_options
-@handles_errors
+@runs
 def doctor_command(locations: tuple[str, ...], **kw: Any) -> int:
     """Check a destination before migrating: reachable, writable (probe objects, removed again),
-    and settings that cause trouble later (versioning without a lifecycle rule, encryption)."""
+    and settings that cause trouble later (versioning without a lifecycle rule, encryption).
+    Exit 1 on a WARN or FAIL."""
     from migrate.doctor import doctor
 
     url, options, _ = resolve_locations(kw, locations, ("destination",))["destination"]
-    with logging_to(kw["log_file"]), open_location(url, options) as storage:
+    with open_location(url, options) as storage:
         summary = doctor(storage)
-    emit(summary, kw["as_json"], render.doctor_text)
+    summary.update(source=None, destination=summary["target"])
+    emit(summary, kw, render.doctor_text)
     return int(summary["exit_code"])
+
+
+@main.command("report")
+@click.argument("reports", nargs=-1, required=True, metavar="REPORT.json...",
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+              callback=report_paths, help="The page to write: .html or .md.")
+@runs
+def report_command(reports: tuple[str, ...], output: str) -> int:
+    """Write one page from the JSON reports of a migration's passes (--json or --report FILE.json),
+    in the order given: the verdict of the last, a chart and table of every pass's timings, then
+    each report's count check, what it checked and its findings. For the change ticket."""
+    if report_format(output) == "json":
+        raise BadInput(f"--output {output}: the JSON reports are the input; name it .html or .md")
+    summaries = []
+    for path in reports:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: not a JSON report ({exc})") from exc
+        if not isinstance(loaded, dict) or "command" not in loaded or "exit_code" not in loaded:
+            raise BadInput(f"{path}: not a regmig report (no command or exit_code)")
+        summaries.append(loaded)
+    write_report(output, summaries)
+    click.echo(f"report written: {output} ({len(summaries):,} passes)")
+    return 0

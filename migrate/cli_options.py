@@ -34,41 +34,59 @@ def parse_size(value: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower() if match.group(2) else None]
 
 
-def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every command that opens a location shares (the registry driver's settings)."""
-    options = [
-        click.option("--from-config", type=click.Path(exists=True, dir_okay=False),
-                     help="Source from a registry config.yml or GitLab gitlab.rb (its storage section)."),
-        click.option("--to-config", type=click.Path(exists=True, dir_okay=False),
-                     help="Destination from a registry config.yml or GitLab gitlab.rb."),
-        click.option("--endpoint-url", help="S3 endpoint (the registry's regionendpoint); AWS_ENDPOINT_URL_S3 works too."),
-        click.option("--region", help="S3 region (the registry's region)."),
-        click.option("--path-style", is_flag=True, help="Path-style S3 addressing (the registry's forcepathstyle)."),
-        click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption (encrypt: true)."),
-        click.option("--sse-kms-key-id", help="KMS key for --sse aws:kms (the registry's keyid)."),
-        click.option("--storage-class", help="S3 storage class (the registry's storageclass)."),
-        click.option("--azure-account-url", help="Azure Blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net."),
-        click.option("--azure-account-name", help="Azure storage account (the registry's accountname)."),
-        click.option("--azure-account-key", envvar="AZURE_STORAGE_KEY",
-                     help="Azure account key (accountkey); AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING work too."),
-        click.option("--azure-realm", default="core.windows.net", show_default=True,
-                     help="Azure cloud domain (realm), e.g. core.usgovcloudapi.net."),
-        click.option("--azure-root-prefix", type=click.Choice(["trimmed", "legacy"]), default="trimmed",
-                     show_default=True,
-                     help="Blob names without (trimlegacyrootprefix: true) or with a leading '/' (legacyrootprefix: true)."),
-        click.option("--gcs-keyfile", type=click.Path(dir_okay=False),
-                     help="GCS service-account key file (the registry's keyfile); default: application credentials."),
-        click.option("--chunk-size", default="10MiB", show_default=True, help="Multipart chunk size (chunksize)."),
-        click.option("--workers", default=64, show_default=True, type=click.IntRange(1, 1024),
-                     help="Requests in flight."),
-        click.option("--retries", default=8, show_default=True, type=click.IntRange(1, 50),
-                     help="Attempts per request before an object counts as failed (backoff between them)."),
-        click.option("--max-requests-per-second", default=0.0, type=click.FloatRange(0),
-                     help="Cap on requests per second, retries included (maxrequestspersecond); 0 = no cap."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _apply(options: list[Callable[[Callable[..., Any]], Callable[..., Any]]]) -> Callable[..., Any]:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+from_config_option = click.option(
+    "--from-config", type=click.Path(exists=True, dir_okay=False),
+    help="Source from a registry config.yml or GitLab gitlab.rb (its storage section).")
+to_config_option = click.option(
+    "--to-config", type=click.Path(exists=True, dir_okay=False),
+    help="Destination from a registry config.yml or GitLab gitlab.rb.")
+
+connection_options = _apply([
+    click.option("--endpoint-url", help="S3 endpoint (the registry's regionendpoint); AWS_ENDPOINT_URL_S3 works too."),
+    click.option("--region", help="S3 region (the registry's region)."),
+    click.option("--profile", help="AWS named profile (~/.aws/config, ~/.aws/credentials) for S3; AWS_PROFILE works too."),
+    click.option("--path-style", is_flag=True, help="Path-style S3 addressing (the registry's forcepathstyle)."),
+    click.option("--azure-account-url", help="Azure Blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net."),
+    click.option("--azure-account-name", help="Azure storage account (the registry's accountname)."),
+    click.option("--azure-account-key", envvar="AZURE_STORAGE_KEY",
+                 help="Azure account key (accountkey); AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING work too."),
+    click.option("--azure-realm", default="core.windows.net", show_default=True,
+                 help="Azure cloud domain (realm), e.g. core.usgovcloudapi.net."),
+    click.option("--azure-root-prefix", type=click.Choice(["trimmed", "legacy"]), default="trimmed",
+                 show_default=True,
+                 help="Blob names without (trimlegacyrootprefix: true) or with a leading '/' (legacyrootprefix: true)."),
+    click.option("--gcs-keyfile", type=click.Path(dir_okay=False),
+                 help="GCS service-account key file (the registry's keyfile); default: application credentials."),
+])
+"""Where a location is and how to reach it: every command that opens one."""
+
+write_options = _apply([
+    click.option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption (encrypt: true)."),
+    click.option("--sse-kms-key-id", help="KMS key for --sse aws:kms (the registry's keyid)."),
+    click.option("--storage-class", help="S3 storage class (the registry's storageclass)."),
+])
+"""How objects are written: sync, and the probe writes of plan and doctor (a bucket policy may
+refuse writes without the encryption it requires)."""
+
+chunk_size_option = click.option("--chunk-size", default="10MiB", show_default=True,
+                                 help="Multipart chunk size (chunksize).")
+
+request_options = _apply([
+    click.option("--workers", default=64, show_default=True, type=click.IntRange(1, 1024), help="Requests in flight."),
+    click.option("--retries", default=8, show_default=True, type=click.IntRange(1, 50),
+                 help="Attempts per request before an object counts as failed (backoff between them)."),
+    click.option("--max-requests-per-second", default=0.0, type=click.FloatRange(0),
+                 help="Cap on requests per second, retries included (maxrequestspersecond); 0 = no cap."),
+])
+"""How hard a command that sends many requests may press the service."""
 
 
 def follow_symlinks_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,43 +98,86 @@ def follow_symlinks_option(command: Callable[..., Any]) -> Callable[..., Any]:
              "tree are reported.")(command)
 
 
-def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of text."),
-        click.option("--log-file", type=click.Path(dir_okay=False), help="Rotating log file, safe across processes."),
-        click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: on a terminal)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+REPORT_FORMATS = {".json": "json", ".html": "html", ".htm": "html", ".md": "md"}
+
+
+def report_format(path: str) -> str:
+    """The format a --report / --output file is written in, by its suffix."""
+    for suffix, name in REPORT_FORMATS.items():
+        if path.lower().endswith(suffix):
+            return name
+    raise click.BadParameter(f"{path!r}: name it .json, .html or .md (the format to write)")
+
+
+def report_paths(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Checks each --report / --output name before the run starts (a usage error, exit 2)."""
+    for path in (value,) if isinstance(value, str) else value:
+        report_format(path)
+    return value
+
+
+_report_option = click.option(
+    "--report", "reports", multiple=True, metavar="FILE", type=click.Path(dir_okay=False), callback=report_paths,
+    help="Also write the report to FILE: .json (as --json), .html or .md (a page for the change ticket). Repeatable.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of text.")
+_log_options = [
+    click.option("--log-file", type=click.Path(dir_okay=False),
+                 help="Log file (rotated, kept across runs and processes): each run's command line, progress, "
+                      "every object written or deleted, and how the run ended."),
+    click.option("-v", "--verbose", count=True, help="Also show the log on stderr (-vv: debug detail)."),
+]
+
+output_options = _apply([_json_option, _report_option, *_log_options])
+"""For commands that end quickly (doctor)."""
+
+long_run_options = _apply([
+    _json_option, _report_option, *_log_options,
+    click.option("-P", "--progress/--no-progress", default=None,
+                 help="Show progress on stderr: live on a terminal, else a line every --progress-interval "
+                      "(default: on; --no-progress for none)."),
+    click.option("--progress-interval", default=30.0, show_default=True, type=click.FloatRange(1),
+                 metavar="SECONDS", help="Seconds between progress lines where stderr is not a terminal, and in "
+                                         "the log."),
+])
+"""For commands that may run for hours (sync, verify, plan, nameless-tags)."""
+
+
+_DEFAULTS: dict[str, Any] = {"chunk_size": "10MiB", "workers": 64, "retries": 8, "max_requests_per_second": 0.0,
+                             "azure_realm": "core.windows.net", "azure_root_prefix": "trimmed"}
+"""What an option a command does not take stands for (the same as the option's default)."""
+
+
+def _get(kw: dict[str, Any], name: str) -> Any:
+    return kw.get(name, _DEFAULTS.get(name))
 
 
 def location_options(kw: dict[str, Any]) -> LocationOptions:
-    """Options for a location named on the command line."""
-    chunk = parse_size(kw["chunk_size"])
+    """Options for a location named on the command line (defaults for the options the command lacks)."""
+    chunk = parse_size(_get(kw, "chunk_size"))
     if chunk < 5 * 1024 * 1024:
         raise BadInput("--chunk-size must be at least 5 MiB (the S3 minimum part size)")
     return LocationOptions(
         s3=S3Options(
-            endpoint_url=kw["endpoint_url"],
-            region=kw["region"],
-            path_style=kw["path_style"],
-            sse=kw["sse"],
-            sse_kms_key_id=kw["sse_kms_key_id"],
-            storage_class=kw["storage_class"],
+            endpoint_url=_get(kw, "endpoint_url"),
+            region=_get(kw, "region"),
+            path_style=bool(_get(kw, "path_style")),
+            sse=_get(kw, "sse"),
+            sse_kms_key_id=_get(kw, "sse_kms_key_id"),
+            storage_class=_get(kw, "storage_class"),
+            profile=_get(kw, "profile"),
         ),
         azure=AzureOptions(
-            account_url=kw["azure_account_url"],
-            account_name=kw["azure_account_name"],
-            account_key=kw["azure_account_key"],
-            realm=kw["azure_realm"],
-            root_prefix=kw["azure_root_prefix"],
+            account_url=_get(kw, "azure_account_url"),
+            account_name=_get(kw, "azure_account_name"),
+            account_key=_get(kw, "azure_account_key"),
+            realm=_get(kw, "azure_realm"),
+            root_prefix=_get(kw, "azure_root_prefix"),
         ),
-        gcs=GCSOptions(keyfile=kw["gcs_keyfile"]),
-        filesystem=FilesystemOptions(follow_symlinks=kw.get("follow_symlinks", False)),
+        gcs=GCSOptions(keyfile=_get(kw, "gcs_keyfile")),
+        filesystem=FilesystemOptions(follow_symlinks=bool(_get(kw, "follow_symlinks"))),
         transfer=TransferSettings(
-            chunk_size=chunk, workers=kw["workers"], max_requests_per_second=kw["max_requests_per_second"],
-            max_attempts=kw["retries"],
+            chunk_size=chunk, workers=_get(kw, "workers"), max_requests_per_second=_get(kw, "max_requests_per_second"),
+            max_attempts=_get(kw, "retries"),
         ),
     )
 
@@ -124,6 +185,7 @@ def location_options(kw: dict[str, Any]) -> LocationOptions:
 # Which LocationOptions field each explicitly given flag overrides on a config-file side.
 _FLAG_FIELDS = {
     "endpoint_url": ("s3", "endpoint_url"), "region": ("s3", "region"), "path_style": ("s3", "path_style"),
+    "profile": ("s3", "profile"),
     "sse": ("s3", "sse"), "sse_kms_key_id": ("s3", "sse_kms_key_id"), "storage_class": ("s3", "storage_class"),
     "azure_account_url": ("azure", "account_url"), "azure_account_name": ("azure", "account_name"),
     "azure_account_key": ("azure", "account_key"), "azure_realm": ("azure", "realm"),
@@ -169,16 +231,15 @@ def resolve_locations(kw: dict[str, Any], positional: tuple[str, ...], roles: tu
     left out, in which case the command works on the others alone.
     """
     configs = {"source": kw.get("from_config"), "destination": kw.get("to_config")}
-    for role, config in configs.items():
-        if config and role not in roles:
-            raise BadInput(f"{'--from-config' if role == 'source' else '--to-config'} does not apply to this command")
     resolved: dict[str, Side] = {}
     remaining = list(positional)
     wanted = [role for role in roles if not configs.get(role)]
     skip = len(wanted) - len(remaining)
     if skip < 0 or skip > len([r for r in wanted if r in optional]):
         names = " ".join(role.upper() for role in roles)
-        raise BadInput(f"expected {names} (or --from-config / --to-config), got {len(positional)} locations")
+        flags = " / ".join(flag for role, flag in (("source", "--from-config"), ("destination", "--to-config"))
+                           if role in roles)
+        raise BadInput(f"expected {names} (or {flags}), got {len(positional)} locations")
     for role in roles:
         config = configs.get(role)
         if config:

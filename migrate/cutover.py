@@ -59,8 +59,10 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
     flags = []
     uploads = report.tally(Outcome.NOT_COPIED)
     if uploads.count:
-        flags.append(f"{uploads.count:,} files in _uploads or tmp debris ({uploads.bytes:,} bytes): pushes in flight "
-                     "or abandoned; they are not copied")
+        # In the window a push in flight is lost; before it, they are the registry at work.
+        (flags.append if options.final else report.note)(
+            f"{uploads.count:,} files in _uploads or tmp debris ({uploads.bytes:,} bytes): pushes in flight "
+            "or abandoned; they are not copied")
     if options.final and options.source_readonly is False:
         flags.append("the source registry is not read-only: set maintenance.readonly.enabled: true before the "
                      "final sync --delete, or pushes made during it can be lost")
@@ -71,6 +73,7 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
     estimate: dict[str, Any] = {"scan_seconds": round(scan_seconds, 2),
                                 "pending_uploads": pending.to_dict(), "pending_deletes": deletes.to_dict()}
     if options.probe:
+        report.phase = "probing writes"
         probe = probe_writes(destination)
         requests = pending.count + deletes.count
         transfer = requests * probe.small_write_seconds / options.workers + pending.bytes / probe.bytes_per_second

@@ -13,6 +13,8 @@ _PATTERNS = [
     re.compile(r"(?i)(AccountKey|SharedAccessSignature|sig|secretkey|accesskey|secret_access_key)=([^;&\s'\"]+)"),
 ]
 MASK = "****"
+SECRET_OPTIONS = ("--azure-account-key",)
+"""Options whose value is a secret: masked in the command line a log or report shows."""
 
 
 def add_secret(value: str | None) -> None:
@@ -30,6 +32,28 @@ def redact(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: f"{m.group(1)}={MASK}", text)
     return text
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The command line with the values of secret options masked (``--opt VALUE`` and
+    ``--opt=VALUE``) and registered, so they are masked wherever else they appear."""
+    shown: list[str] = []
+    secret_next = False
+    for arg in argv:
+        if secret_next:
+            add_secret(arg)
+            shown.append(MASK)
+            secret_next = False
+            continue
+        name, equals, value = arg.partition("=")
+        if name in SECRET_OPTIONS:
+            if equals:
+                add_secret(value)
+                arg = f"{name}={MASK}"
+            else:
+                secret_next = True
+        shown.append(redact(arg))
+    return shown
 
 
 class RedactingFilter(logging.Filter):

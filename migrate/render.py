@@ -7,6 +7,7 @@ from typing import Any
 from migrate import tree
 from migrate.outcome import DIFFERENCES, Outcome, PathList
 from migrate.progress import human_bytes
+from migrate.report import MAX_LISTED
 from migrate.roots import OtherRoot
 from migrate.storage.options import ROOT_PREFIX_CONFIG
 
@@ -34,46 +35,78 @@ def _layout_option(driver: tree.Driver) -> str:
     return f" with --azure-root-prefix {mode} (registry config {ROOT_PREFIX_CONFIG[mode]})" if mode else ""
 
 
-def outcome_lines(outcomes: dict[str, Any]) -> list[str]:
+_REASONS = {
+    "missing": "new", "same": "unchanged", "upload": "unfinished uploads in _uploads",
+    "tmp debris": "temporary files left by the registry", "no --delete": "no --delete given",
+    "refused": "deletes refused", "job crashed": "regmig bug, see the log",
+}
+"""Plain words for the JSON's reason keys (which stay as they are: docs/reports.md)."""
+_WRITTEN = {Outcome.UPLOADED.value: "written", Outcome.WOULD_UPLOAD.value: "would write"}
+"""A directory destination is written, not uploaded to."""
+
+
+def is_directory(location: str | None) -> bool:
+    return bool(location) and ("://" not in str(location) or str(location).startswith("file://"))
+
+
+def outcome_label(outcome: str, destination: str | None) -> str:
+    return _WRITTEN.get(outcome, outcome) if is_directory(destination) else outcome
+
+
+def outcome_lines(outcomes: dict[str, Any], destination: str | None = None) -> list[str]:
     lines = []
     for outcome, data in outcomes.items():
-        reasons = ", ".join(f"{reason} {r['count']:,}" for reason, r in data["by_reason"].items())
-        lines.append(f"  {outcome:<17} {data['count']:>10,} objects {human_bytes(data['bytes']):>11}   ({reasons})")
+        reasons = ", ".join(f"{_REASONS.get(reason, reason)}: {r['count']:,}" for reason, r in data["by_reason"].items())
+        lines.append(f"  {outcome_label(outcome, destination):<17} {data['count']:>10,} objects "
+                     f"{human_bytes(data['bytes']):>11}   ({reasons})")
     return lines
 
 
-def path_lists(lists: dict[str, Any], names: list[PathList]) -> list[str]:
+def verdict(summary: dict[str, Any]) -> str:
+    """One word for how the command ended, the first word of its text and the report's ``verdict``."""
+    if summary["exit_code"] == 0:
+        return "CLEAN" if summary["command"] == "nameless-tags" else "OK"
+    command = summary["command"]
+    if command == "nameless-tags":
+        return "MARKERS REMAIN" if summary.get("fix") else "MARKERS FOUND"
+    if command == "doctor":
+        return "FAILED" if any(check["level"] == "FAIL" for check in summary["checks"]) else "WARNINGS"
+    return {"sync": "INCOMPLETE", "plan": "FLAGGED"}.get(command, "FAILED")
+
+
+def path_lists(lists: dict[str, Any], names: list[PathList], destination: str | None = None) -> list[str]:
     lines = []
     for listed in names:
         name = listed.value
         data = lists.get(name)
         if not data or not data["count"]:
             continue
-        lines.append(f"{name} ({data['count']:,}):")
+        lines.append(f"{outcome_label(name, destination)} ({data['count']:,}):")
         for item in data["listed"][:SHOWN]:
             message = f": {item['message']}" if item.get("message") else ""
             lines.append(f"  {item['path']}{message}")
         if data["count"] > SHOWN:
-            lines.append(f"  ... {data['count'] - SHOWN:,} more (see --json or --log-file)")
+            lines.append(f"  ... {data['count'] - SHOWN:,} more: --json and --report list {MAX_LISTED:,}, "
+                         f"--log-file every one")
     return lines
 
 
 def sync_text(summary: dict[str, Any]) -> str:
-    verdict = "OK" if summary["exit_code"] == 0 else "INCOMPLETE"
     mode = " (dry run: nothing changed)" if summary["dry_run"] else ""
     lines = [
-        f"sync {verdict}{mode}: {summary['source']} -> {summary['destination']}",
+        f"sync {verdict(summary)}{mode}: {summary['source']} -> {summary['destination']}",
         f"  destination layout: {summary['destination_layout']}",
-        *outcome_lines(summary["outcomes"]),
+        *outcome_lines(summary["outcomes"], summary["destination"]),
     ]
     if summary["delete_refused"]:
         lines.append(f"DELETES REFUSED: {summary['delete_refused']}")
     elif not summary["delete"] and Outcome.NOT_DELETED.value in summary["outcomes"]:
         lines.append("  destination-only objects were kept: run with --delete (after --dry-run) to remove them")
-    lines += path_lists(summary["lists"], [PathList.FAILURES, PathList.PROBLEMS, PathList.VANISHED, PathList.CHANGED,
-                                           PathList.KEPT, PathList.DELETED, PathList.WOULD_DELETE])
+    shown = [PathList.FAILURES, PathList.PROBLEMS, PathList.VANISHED, PathList.CHANGED, PathList.KEPT,
+             PathList.DELETED, PathList.WOULD_DELETE, *([PathList.WOULD_UPLOAD] if summary["dry_run"] else [])]
+    lines += path_lists(summary["lists"], shown, summary["destination"])
     lines += summary["notes"]
-    lines.append(f"done in {summary['elapsed_seconds']:.1f} s")
+    lines.append(f"done in {summary['elapsed_seconds']:,.1f} s")
     return "\n".join(lines)
 
 
@@ -100,6 +133,8 @@ def verify_text(summary: dict[str, Any]) -> str:
         apart += (f", outside the registry tree: {counts['source_outside_registry']:,} source files, "
                   f"{counts['outside_registry']:,} destination objects")
     lines.append(apart)
+    if summary.get("checked"):
+        lines.append("  checked: " + checked_line(summary["checked"]))
     lines += path_lists(lists, [*DIFFERENCES, PathList.MARKERS, PathList.FAILURES, PathList.PROBLEMS,
                                 PathList.VANISHED])
     if summary["deep"]:
@@ -120,6 +155,10 @@ def verify_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def checked_line(checked: dict[str, int]) -> str:
+    return ", ".join(f"{checked[name]:,} {name}" for name in ("repositories", "tags", "manifests", "blobs", "links"))
+
+
 def _repair_lines(summary: dict[str, Any]) -> list[str]:
     """After a failed verify: whether --state records were withdrawn, and what to run to repair."""
     trust = summary.get("trust")
@@ -136,6 +175,9 @@ def _repair_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+_ACTIONS = {"changed": "kept (changed since listed: no longer a marker)"}
+
+
 def markers_text(summary: dict[str, Any]) -> str:
     found = summary["found"]
     if summary["fix"]:
@@ -149,7 +191,8 @@ def markers_text(summary: dict[str, Any]) -> str:
         lines.append(f"  {count:>8,}  {kind}")
     for item in summary["markers"][:SHOWN]:
         repo = f"  [{item['repository']}]" if item.get("repository") else ""
-        lines.append(f"  {item['action']:<8} {item['path']}{repo}")
+        path = item["path"] or "(the root's own marker: an empty key named like the root, ending in '/')"
+        lines.append(f"  {_ACTIONS.get(item['action'], item['action']):<8} {path}{repo}")
     if len(summary["markers"]) > SHOWN:
         lines.append(f"  ... {len(summary['markers']) - SHOWN:,} more (see --json)")
     lines += path_lists(summary.get("lists", {}), [PathList.FAILURES])
@@ -158,18 +201,19 @@ def markers_text(summary: dict[str, Any]) -> str:
 
 
 def plan_text(summary: dict[str, Any]) -> str:
-    lines = [f"plan: {summary['source']} -> {summary['destination']}",
+    lines = [f"plan {verdict(summary)}: {summary['source']} -> {summary['destination']}",
              f"  destination layout: {summary['destination_layout']}"]
     for name, outcomes in summary["areas"].items():
-        parts = ", ".join(f"{outcome} {t['count']:,} ({human_bytes(t['bytes'])})" for outcome, t in outcomes.items())
+        parts = ", ".join(f"{outcome_label(outcome, summary['destination'])} {t['count']:,} "
+                          f"({human_bytes(t['bytes'])})" for outcome, t in outcomes.items())
         lines.append(f"  {name:<13} {parts}")
     estimate = summary["estimate"]
-    lines.append(f"  scan (list both sides, compare content): {estimate['scan_seconds']:.1f} s")
+    lines.append(f"  scan (list both sides, compare content): {estimate['scan_seconds']:,.1f} s")
     if "read_only_window_seconds" in estimate:
         lines.append(f"  measured writes: {estimate['small_write_seconds'] * 1000:.0f} ms per small object, "
                      f"{human_bytes(estimate['write_bytes_per_second'])}/s")
         lines.append(f"estimated read-only window for the final sync --delete: "
-                     f"{estimate['read_only_window_seconds']:.0f} s (assumes {estimate['assumes']})")
+                     f"{estimate['read_only_window_seconds']:,.0f} s (assumes {estimate['assumes']})")
     for flag in summary["flags"]:
         lines.append(f"FLAG: {flag}")
     lines += path_lists(summary["lists"], [PathList.FAILURES, PathList.PROBLEMS])
@@ -178,6 +222,6 @@ def plan_text(summary: dict[str, Any]) -> str:
 
 
 def doctor_text(summary: dict[str, Any]) -> str:
-    lines = [f"doctor: {summary['target']}"]
+    lines = [f"doctor {verdict(summary)}: {summary['target']}"]
     lines += [f"  {c['level']:<5} {c['check']:<9} {c['message']}" for c in summary["checks"]]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate import redact
+from migrate.estimate import Totals, WalkEstimate
 from migrate.outcome import UNSUCCESSFUL, Outcome, PathList, Result
 
 log = logging.getLogger("regmig")
@@ -24,7 +25,9 @@ log.propagate = False  # the terminal gets the rendered report, not log records
 
 MAX_LISTED = 1000
 """Per list, how many paths are kept for the report; the counts are always complete."""
+_UPLOAD_LISTS = {Outcome.UPLOADED: PathList.UPLOADED, Outcome.WOULD_UPLOAD: PathList.WOULD_UPLOAD}
 _LOGGED = {Outcome.UPLOADED: logging.INFO, Outcome.DELETED: logging.INFO, Outcome.VANISHED: logging.INFO,
+           Outcome.WOULD_UPLOAD: logging.INFO, Outcome.WOULD_DELETE: logging.INFO,
            Outcome.FAILED: logging.WARNING, Outcome.CRASHED: logging.ERROR}
 
 
@@ -59,6 +62,8 @@ class Report:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started = time.monotonic()
+        self.started_wall = time.time()
+        self._phases: list[tuple[str, float]] = []
         self.outcomes: dict[Outcome, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
         self.lists: dict[PathList, BoundedPaths] = defaultdict(BoundedPaths)
         self.examined = 0
@@ -69,14 +74,40 @@ class Report:
         self.listing_finished = False
         self.notes: list[str] = []
         self.delete_refusal: str | None = None
+        self._estimate = WalkEstimate()
 
-    def examined_one(self) -> None:
+    @property
+    def phase(self) -> str:
+        """What the command is doing now (``copying``, ``deleting``...), for the progress display;
+        empty before the first phase. Each change is timed for the report's ``phases``."""
+        with self._lock:
+            return self._phases[-1][0] if self._phases else ""
+
+    @phase.setter
+    def phase(self, name: str) -> None:
+        with self._lock:
+            if not self._phases or self._phases[-1][0] != name:
+                self._phases.append((name, time.monotonic()))
+        log.info("phase: %s", name)
+
+    def examined_one(self, path: str | None = None) -> None:
+        """One more object examined; its path (in walk order) lets the totals be estimated."""
         with self._lock:
             self.examined += 1
+            if path is not None:
+                self._estimate.see(path)
 
     def planned(self, size: int) -> None:
+        """Bytes the pass will write for the object examined last."""
         with self._lock:
             self.planned_bytes += size
+            self._estimate.planned(size)
+
+    def totals(self) -> Totals | None:
+        """Objects and bytes of the whole pass: exact once the walk has ended, estimated before
+        (migrate.estimate), None while too little is known."""
+        with self._lock:
+            return self._estimate.totals(self.examined, self.planned_bytes, self.listing_finished)
 
     def add(self, result: Result) -> None:
         """Count one object's result; failures and vanished objects are also listed with their error."""
@@ -89,6 +120,7 @@ class Report:
                 self.results += 1
             if outcome in (Outcome.UPLOADED, Outcome.WOULD_UPLOAD):
                 self.done_bytes += result.size
+                self.lists[_UPLOAD_LISTS[outcome]].add(result.path)
             if outcome in UNSUCCESSFUL:
                 self.lists[PathList.FAILURES].add(result.path, result.message)
             elif outcome is Outcome.VANISHED:
@@ -152,7 +184,15 @@ class Report:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def phase_timings(self) -> list[dict[str, Any]]:
+        """Each phase and how long it lasted (the last one until now)."""
+        with self._lock:
+            marks = [*self._phases, ("", time.monotonic())]
+        return [{"phase": name, "seconds": round(marks[i + 1][1] - start, 3)}
+                for i, (name, start) in enumerate(marks[:-1])]
+
     def to_dict(self) -> dict[str, Any]:
+        phases = self.phase_timings()
         with self._lock:
             outcomes = {
                 outcome.value: {
@@ -169,4 +209,5 @@ class Report:
                 "notes": list(self.notes),
                 "delete_refused": self.delete_refusal,
                 "elapsed_seconds": round(self.elapsed(), 3),
+                "phases": phases,
             }

@@ -136,7 +136,7 @@ def _held_sync(source: Storage, destination: Storage, options: SyncOptions, repo
         if not options.dry_run:
             aborted = destination.abort_incomplete_uploads(keep=lambda path: tree.is_excluded(path))
             if aborted:
-                report.note(f"aborted {aborted} unfinished multipart uploads left by an interrupted run")
+                report.note(f"aborted {aborted:,} unfinished multipart uploads left by an interrupted run")
         if record is not None:
             report.note(f"destination not listed: read from the state file of the pass at {record.written} "
                         f"(--state); run verify, which lists both sides, before switching the registry over")
@@ -198,6 +198,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
                                      registry_entries(destination.walk(), include_uploads=options.include_uploads,
                                                       skip_markers=False))
     remember = writer.add if writer else (lambda entry: None)
+    report.phase = "comparing" if options.dry_run else "copying"
     source_count = 0
     extras = Tally()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
@@ -206,7 +207,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
             with_bytes = _Batch(pool, copier.put_batch, lambda item: len(item[1]))  # read here (see INLINE_READ)
             against = _Batch(pool, copier.compare_batch, lambda item: len(item[1]))  # read here, compared there
             for path, src, dst in march(source_entries, destination_entries):
-                report.examined_one()
+                report.examined_one(path)
                 source_count += src is not None
                 action, reason = decide(path, src, dst)
                 inline = src is not None and source.is_local and src.size <= INLINE_READ and \
@@ -266,6 +267,7 @@ def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, repo
             for batch in (by_path, with_bytes, against):
                 batch.flush()
             report.listing_finished = True
+            report.phase = "finishing"  # the walk is done; the workers finish what it handed them
         if options.delete and extras.count:
             _delete_extras(delete_spool, extras, source_count, options, copier, report, record, lease)
     return source_count
@@ -356,9 +358,9 @@ def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOp
     if source_count == 0:
         refusal = "the source walk found nothing to copy"
     elif report.count(PathList.PROBLEMS):
-        refusal = f"the source walk passed over {report.count(PathList.PROBLEMS)} entries"
+        refusal = f"the source walk passed over {report.count(PathList.PROBLEMS):,} entries"
     elif report.count(PathList.FAILURES):
-        refusal = f"{report.count(PathList.FAILURES)} objects failed to copy"
+        refusal = f"{report.count(PathList.FAILURES):,} objects failed to copy"
     elif record is not None and record.source_files and source_count < record.source_files * SHRINK_LIMIT:
         refusal = (f"the source walk found {source_count:,} files, but the pass that wrote the state file at "
                    f"{record.written} found {record.source_files:,}: is the source mounted? (a failed or missing "
@@ -366,10 +368,11 @@ def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOp
     elif lease is not None and lease.lost:
         refusal = f"{lease.lost}; another run may be writing the destination"
     elif 0 <= options.max_delete < candidates:
-        refusal = f"{candidates} objects would go, more than --max-delete {options.max_delete}"
+        refusal = f"{candidates:,} objects would go, more than --max-delete {options.max_delete:,}"
     if refusal:
-        report.refuse_delete(f"not deleting {candidates} destination-only objects: {refusal}", extras)
+        report.refuse_delete(f"not deleting {candidates:,} destination-only objects: {refusal}", extras)
         return
+    report.phase = "deleting"
     spool.seek(0)
     batch: list[tuple[str, int]] = []
     with WorkerPool(options.workers, report.add_all) as pool:

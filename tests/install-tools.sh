@@ -11,7 +11,8 @@ if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
 fi
 
 # Debian packages: the real registry and skopeo (end-to-end tests), Ceph's monitor, OSD and radosgw
-# (the production S3 the tests and benchmarks run on; installed without recommends, nothing starts).
+# (the production S3 the tests and benchmarks run on), headless Chromium (renders the HTML report)
+# and tmux (drives the progress display at 80 columns); installed without recommends, nothing starts.
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
@@ -19,6 +20,8 @@ command -v ceph-mon >/dev/null || missing+=(ceph-mon)
 command -v ceph-osd >/dev/null || missing+=(ceph-osd)
 command -v radosgw >/dev/null || missing+=(radosgw)
 command -v radosgw-admin >/dev/null || missing+=(ceph-common)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v tmux >/dev/null || missing+=(tmux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -29,6 +32,6 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     SUDO=
 fi
-echo "installing ${missing[*]} (needed by the end-to-end tests)"
+echo "installing ${missing[*]} (needed by the tests)"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

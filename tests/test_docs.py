@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import local_files
 from migrate import clidoc, tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +54,9 @@ def test_runbooks_run_as_written(registry, s3, bucket, s3_endpoint, tmp_path, ro
     s3.put_object(Bucket=bucket, Key=f"{prefix}{tree.REPOSITORIES}library/alpine/_manifests/tags/", Body=b"")
     run_runbook("nameless-tag-repair.md", env, tmp_path)
     assert (tmp_path / "verify-report.json").stat().st_size > 0
+    assert json.loads((tmp_path / "final-dry-run.json").read_text())["dry_run"] is True
+    page = (tmp_path / "migration-report.html").read_text()
+    assert '<div class="word">OK</div>' in page and page.count('class="pass"') == 3
 
 
 def test_azure_and_gcs_runbooks_run_as_written(registry, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
@@ -67,6 +72,9 @@ def test_azure_and_gcs_runbooks_run_as_written(registry, tmp_path, request) -> N
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     run_runbook("migrate-to-azure.md", env, tmp_path)
     assert "trimlegacyrootprefix: true" in (tmp_path / "registry-azure-snippet.txt").read_text()
+    assert json.loads((tmp_path / "final-dry-run-azure.json").read_text())["dry_run"] is True
+    assert json.loads((tmp_path / "verify-azure.json").read_text())["verdict"] == "OK"
+    assert '<div class="word">OK</div>' in (tmp_path / "migration-report-azure.html").read_text()
     run_runbook("migrate-to-gcs.md", {**env, "BUCKET": gcs.container}, tmp_path)
     assert all(key.startswith("registry/docker/") for key in gcs.keys())
 
@@ -85,15 +93,44 @@ def test_rollback_runbook_runs_as_written(registry, s3, bucket, s3_endpoint, tmp
     assert local_files(rollback) == expected
 
 
-def test_every_json_key_is_documented(registry, s3, bucket, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_every_json_key_is_documented(registry, s3, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+    import socket
+
     from cli_runner import regmig
+    from migrate import __version__
 
     documented = set(re.findall(r"`([a-z_]+)`", (REPO / "docs" / "reports.md").read_text()))
     url = f"s3://{bucket}/r"
-    reports = [regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--json").json(),
-               regmig("verify", registry.root, url, "--endpoint-url", s3_endpoint, "--json", "--deep").json(),
-               regmig("nameless-tags", url, "--endpoint-url", s3_endpoint, "--json").json(),
-               regmig("plan", registry.root, url, "--endpoint-url", s3_endpoint, "--json").json(),
-               regmig("doctor", url, "--endpoint-url", s3_endpoint, "--json").json()]
+    secret = "not-a-real-azure-key-but-a-secret-0123456789"
+    common = ("--endpoint-url", s3_endpoint, "--json")
+    reports = [regmig("sync", registry.root, url, *common, "--azure-account-key", secret).json(),
+               regmig("verify", registry.root, url, *common, "--deep").json(),
+               regmig("nameless-tags", url, *common).json(),
+               regmig("plan", registry.root, url, *common).json(),
+               regmig("doctor", url, *common).json()]
     for report in reports:
         assert set(report) - documented == set(), f"{report['command']}: undocumented keys"
+        for key in ("started_at", "finished_at"):
+            moment = datetime.datetime.fromisoformat(report[key])
+            assert moment.utcoffset() == datetime.timedelta(0), report[key]
+        assert report["started_at"] <= report["finished_at"]
+        assert report["regmig_version"] == __version__ and report["host"] == socket.gethostname()
+        assert report["argv"][:2] == ["regmig", report["command"]] and "--json" in report["argv"]
+        assert report["verdict"] in ("OK", "CLEAN") and report["destination"] == url
+        assert "source" in report
+    sync_report, verify_report = reports[0], reports[1]
+    assert secret not in json.dumps(sync_report) and "****" in sync_report["argv"]
+    uploaded = sync_report["lists"]["uploaded"]
+    assert uploaded["count"] == sync_report["outcomes"]["uploaded"]["count"] == len(uploaded["listed"]) > 0
+    files = [path for path in local_files(registry.root) if tree.is_registry_data(path) and not tree.is_excluded(path)]
+    kinds = [tree.classify(path) for path in files]
+    assert verify_report["checked"] == {
+        "repositories": len({info.repository for info in kinds if info.repository}),
+        "tags": sum(info.kind is tree.Kind.TAG_LINK for info in kinds),
+        "manifests": sum(info.kind is tree.Kind.REVISION_LINK for info in kinds),
+        "blobs": sum(info.kind is tree.Kind.BLOB_DATA for info in kinds),
+        "links": sum(info.kind in tree.LINK_KINDS for info in kinds),
+    }
+    assert verify_report["checked"]["repositories"] >= 3 and verify_report["checked"]["tags"] >= 3
+    assert [phase["phase"] for phase in sync_report["phases"]][:1] == ["copying"]

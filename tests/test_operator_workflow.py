@@ -26,7 +26,7 @@ def test_plan_counts_per_area_flags_and_estimates(registry, s3, bucket, s3_endpo
     assert report["areas"]["lockfiles"]["would upload"]["count"] == 1
     assert sum(a.get("would upload", {}).get("count", 0) for a in report["areas"].values()) == len(files)
     assert report["estimate"]["read_only_window_seconds"] > 0
-    assert any("_uploads" in flag for flag in report["flags"])
+    assert report["flags"] == [] and any("_uploads" in note for note in report["notes"])  # before the window: a note
     assert list_keys(s3, bucket) == {}  # the plan changed nothing; its probe objects were removed
 
     assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint).exit_code == 0
@@ -38,10 +38,12 @@ def test_plan_counts_per_area_flags_and_estimates(registry, s3, bucket, s3_endpo
                                               "maintenance": {"readonly": {"enabled": False}}}}))
     final = regmig("plan", "--from-config", str(source), url, "--endpoint-url", s3_endpoint, "--final", "--no-probe")
     assert "FLAG: the source registry is not read-only" in final.stdout
+    assert final.exit_code == 1  # a FLAG is something to act on (docs/reports.md)
     source.write_text(json.dumps({"storage": {"filesystem": {"rootdirectory": registry.root},
                                               "maintenance": {"readonly": {"enabled": True}}}}))
     ready = regmig("plan", "--from-config", str(source), url, "--endpoint-url", s3_endpoint, "--final", "--no-probe")
     assert "not read-only" not in ready.stdout
+    assert "files in _uploads" in ready.stdout and ready.exit_code == 1  # in the window, pushes are lost
 
 
 def test_doctor_versioning_and_encryption(s3, bucket, s3_endpoint, s3_server) -> None:  # type: ignore[no-untyped-def]

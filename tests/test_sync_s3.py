@@ -155,7 +155,7 @@ def test_human_output_and_log_file(registry, bucket, s3_endpoint, tmp_path) -> N
     assert result.exit_code == 0
     assert result.stdout.startswith("sync OK:")
     assert "uploaded" in result.stdout
-    assert "objects examined" in result.stderr  # the progress line's final draw
+    assert "sync: finishing: " in result.stderr and "objects (100%)" in result.stderr  # the final progress line
     assert log.exists()
 
 

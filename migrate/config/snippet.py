@@ -59,7 +59,7 @@ def resolved_s3(options: S3Options) -> tuple[str | None, str | None]:
     from botocore.exceptions import BotoCoreError
 
     try:
-        session = boto3.session.Session(region_name=options.region)
+        session = boto3.session.Session(region_name=options.region, profile_name=options.profile)
         region = options.region or session.region_name
         if options.endpoint_url:
             return options.endpoint_url, region

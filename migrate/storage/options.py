@@ -18,6 +18,8 @@ class S3Options:
     storage_class: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    profile: str | None = None
+    """An AWS named profile; None: the default chain (AWS_PROFILE, then the default profile)."""
 
 
 ROOT_PREFIX_CONFIG = {

@@ -402,11 +402,15 @@ def _md5_of_stream(stream: BinaryIO) -> bytes:
 
 def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, Any, RateLimiter | None]:
     """The boto3 client, the credential chain it signs with, and the shared rate limiter."""
-    session = boto3.session.Session(
-        aws_access_key_id=options.access_key,
-        aws_secret_access_key=options.secret_key,
-        region_name=options.region,
-    )
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=options.access_key,
+            aws_secret_access_key=options.secret_key,
+            region_name=options.region,
+            profile_name=options.profile,
+        )
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise BadInput(f"{exc}: name a profile of ~/.aws/config or ~/.aws/credentials") from None
     credentials = session.get_credentials()
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
