@@ -172,8 +172,12 @@ def test_request_rate_cap_holds_at_the_server(tmp_path, s3, bucket, s3_endpoint)
     assert result.returncode == 0, result.stderr
     times = sorted(entry[0] for entry in faults.log)
     assert len(times) >= 240
+    # Over the run, the rate; over any one second, the cap plus what scheduling on a loaded 2-core
+    # machine can bunch: the proxy stamps a request when its thread gets to it, and a tenth of a
+    # second of delay lands five requests spaced 20 ms apart in the same instant (seen here).
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 50.5
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
-    assert busiest <= 52, f"{busiest} requests in one second"
+    assert busiest <= 55, f"{busiest} requests in one second"
 
 
 # --- 4. a source that changes during the copy -----------------------------------------------------
