@@ -19,6 +19,7 @@ import pytest
 from conftest import AZURITE_KEY, make_backend
 from migrate import tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing
+from migrate.parallel import parallel_walk
 from migrate.shards import partition
 from migrate.storage import LocationOptions, Storage, TransferSettings, filesystem, open_location
 from migrate.storage.memory import MemoryStorage
@@ -272,3 +273,12 @@ def test_a_range_walk_reads_nothing_before_its_start(storage: Storage, monkeypat
         seen.clear()
         assert [e.path for e in storage.walk(within=span)] == [p for p in ORDERED if span.contains(p)]
         assert seen and all(path >= span.start or span.start.startswith(path) for path in seen), seen
+
+
+@every_backend
+def test_a_listing_on_several_threads_is_the_walk(storage: Storage) -> None:
+    """The ranges listed side by side (one client shared by the threads) and merged back."""
+    fill(storage, RANGE_PATHS)
+    assert [e.path for e in parallel_walk(storage, partition(8), 4)] == ORDERED
+    shard = partition(4)[2]
+    assert [e.path for e in parallel_walk(storage, shard.split(3), 3)] == [p for p in ORDERED if shard.contains(p)]

@@ -86,7 +86,7 @@ class Storage(abc.ABC):
         return f"{self.driver.value} driver, rootdirectory {self.rootdirectory or '(none)'!r}, keys start {self.prefix or '(bucket root)'!r}"
 
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0,
-             within: KeyRange | None = None) -> Iterator[Entry]:
+             within: KeyRange | None = None) -> Generator[Entry, None, None]:
         """Yield every entry whose path starts with ``prefix``, in byte order of path; with
         ``within`` (a shard's range), only those in it, the listing started at the range's start
         and ended at its end as closely as the service allows.
@@ -99,7 +99,7 @@ class Storage(abc.ABC):
             return self._walk(prefix, None, on_problem, hash_limit)
         span = within.under(prefix)
         if span.empty:
-            return iter(())
+            return _nothing()
         return trimmed(self._walk(prefix, span, on_problem, hash_limit), span)
 
     @abc.abstractmethod
@@ -196,7 +196,7 @@ class Storage(abc.ABC):
         self.close()
 
 
-def trimmed(entries: Generator[Entry, None, None], span: KeyRange) -> Iterator[Entry]:
+def trimmed(entries: Generator[Entry, None, None], span: KeyRange) -> Generator[Entry, None, None]:
     """The entries of a byte-ordered listing that lie in ``span``: those before it dropped, the
     listing closed (no further page asked for) at the first one past it."""
     start, end = span.start, span.end
@@ -208,3 +208,7 @@ def trimmed(entries: Generator[Entry, None, None], span: KeyRange) -> Iterator[E
             if end is not None and path >= end:
                 return
             yield entry
+
+
+def _nothing() -> Generator[Entry, None, None]:
+    yield from ()
