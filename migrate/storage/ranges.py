@@ -32,10 +32,6 @@ class KeyRange:
     def empty(self) -> bool:
         return self.end is not None and self.end <= self.start
 
-    @property
-    def everything(self) -> bool:
-        return self.start == "" and self.end is None
-
     def under(self, prefix: str) -> KeyRange:
         """The part of this range whose paths start with ``prefix`` (possibly empty), as a range."""
         start = max(self.start, prefix)
