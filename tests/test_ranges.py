@@ -3,7 +3,9 @@ and the prefix cover that lets Azure list a range without starting at the beginn
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import os
+
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from migrate.storage.ranges import KeyRange, after_prefix, just_below, prefix_cover
@@ -28,8 +30,9 @@ def children_of(keys: set[str]):  # type: ignore[no-untyped-def]
     return children, calls
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 600)), deadline=None)
 @given(st.sets(KEY, max_size=30), KEY, st.one_of(st.none(), KEY), st.sampled_from(["", "a", "a/", "ab/"]))
+@example({"/", "aa"}, "///b", None, "")  # a key equal to the level it was listed from, ending in '/'
 def test_a_prefix_cover_lists_the_range_and_nothing_before_it(keys: set[str], start: str, end: str | None,
                                                                base: str) -> None:
     if end is not None and end < start:

@@ -282,3 +282,16 @@ def test_a_listing_on_several_threads_is_the_walk(storage: Storage) -> None:
     assert [e.path for e in parallel_walk(storage, partition(8), 4)] == ORDERED
     shard = partition(4)[2]
     assert [e.path for e in parallel_walk(storage, shard.split(3), 3)] == [p for p in ORDERED if shard.contains(p)]
+
+
+@pytest.mark.parametrize("storage", [*OBJECT_STORES, "memory"], indirect=True)
+def test_a_range_walk_lists_markers_at_the_levels_it_descends(storage: Storage) -> None:
+    """Zero-byte keys ending in '/' sit exactly at the prefixes a range is found through (a
+    nameless-tag marker at ``repositories/`` broke the catalog, distribution#2119)."""
+    markers = [V2 + "repositories/", V2 + "repositories/a/", V2 + "repositories/a/_manifests/tags/"]
+    fill(storage, RANGE_PATHS)
+    fill(storage, markers, b"")
+    ordered = sorted([*RANGE_PATHS, *markers], key=lambda path: path.encode())
+    for span in (KeyRange(V2 + "repositories/", V2 + "repositories/b"), KeyRange(V2 + "repositories/a-c", None),
+                 KeyRange(V2 + "repositories/a/_m", V2 + "repositories/a0"), *partition(8)):
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ordered if span.contains(p)], span

@@ -123,7 +123,7 @@ def _cover(level: str, span: KeyRange, children: Callable[[str], Iterable[str]])
         if covering is not None and name.startswith(covering):
             pass  # listed with the prefix already given
         elif name < start:
-            if name.endswith("/") and start.startswith(name):
+            if name.endswith("/") and name != level and start.startswith(name):
                 yield from _cover(name, span, children)  # the start lies inside this sub-prefix
         else:
             # The shortest prefix of this name that the name before it lacks: it holds no key
