@@ -295,3 +295,18 @@ def test_a_range_walk_lists_markers_at_the_levels_it_descends(storage: Storage) 
     for span in (KeyRange(V2 + "repositories/", V2 + "repositories/b"), KeyRange(V2 + "repositories/a-c", None),
                  KeyRange(V2 + "repositories/a/_m", V2 + "repositories/a0"), *partition(8)):
         assert [e.path for e in storage.walk(within=span)] == [p for p in ordered if span.contains(p)], span
+
+
+@pytest.mark.parametrize("storage", ["s3-rgw", "s3-moto"], indirect=True)
+def test_the_full_s3_client_lists_a_range_from_its_start(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the lean path steps aside (a proxy, REGMIG_S3_LEAN=0), boto3's paginator carries StartAfter."""
+    fill(storage, RANGE_PATHS)
+    monkeypatch.setattr(storage, "_lean", None)
+    sent: list[dict[str, object]] = []
+    storage.client.meta.events.register("provide-client-params.s3.ListObjectsV2",  # type: ignore[attr-defined]
+                                        lambda params, **_: sent.append(dict(params)))
+    for span in RANGES:
+        sent.clear()
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ORDERED if span.contains(p)], span
+        if span.start and not span.empty:  # the listing starts just below the range, not at the bucket's start
+            assert sent and str(sent[0]["StartAfter"]) < storage.prefix + span.start
