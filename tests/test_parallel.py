@@ -136,3 +136,70 @@ def test_closing_the_walk_stops_its_threads_and_removes_the_spill(tmp_path: Path
 def test_ranges_must_be_contiguous() -> None:
     with pytest.raises(ValueError, match="contiguous"):
         list(parallel_walk(MemoryStorage(), [KeyRange("", "b"), KeyRange("c", None)], 2))
+
+
+class TimedStorage(MemoryStorage):
+    """Each entry costs ``wait`` seconds asleep (a disk or a network filesystem) or ``work``
+    seconds on the CPU (a warm page cache); records which threads listed."""
+
+    wait = 0.0
+    work = 0.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed_on: set[str] = set()
+
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
+        self.listed_on.add(threading.current_thread().name)
+        for entry in super()._walk(prefix, span, on_problem, hash_limit):
+            time.sleep(self.wait)
+            deadline = time.thread_time() + self.work
+            while time.thread_time() < deadline:
+                pass
+            yield entry
+
+
+def timed(wait: float = 0.0, work: float = 0.0) -> TimedStorage:
+    storage = TimedStorage()
+    storage.objects = registry(3000).objects
+    storage.wait, storage.work = wait, work
+    return storage
+
+
+def on_threads(storage: TimedStorage) -> bool:
+    return any(name.startswith("regmig-range-") for name in storage.listed_on)
+
+
+@pytest.mark.parametrize("probe", ["inside", "exactly", "beyond"])  # where the probe ends: in the first range or at its end
+def test_a_source_walk_that_waits_goes_on_threads_in_order(probe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = timed(wait=0.0005)
+    ranges = WHOLE.split(8)
+    first = len(list(storage.walk(within=ranges[0])))
+    monkeypatch.setattr(parallel, "PROBE", {"inside": 10, "exactly": first, "beyond": first + 1}[probe])
+    storage.listed_on.clear()
+    assert list(parallel.source_walk(storage, ranges, 4)) == list(MemoryStorage.walk(storage))
+    assert on_threads(storage)
+
+
+def test_a_source_walk_on_the_cpu_stays_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "PROBE", 200)
+    storage = timed(work=0.00005)
+    assert list(parallel.source_walk(storage, WHOLE.split(8), 4)) == list(MemoryStorage.walk(storage))
+    assert not on_threads(storage)
+
+
+def test_a_source_walk_that_reads_the_disk_goes_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold page cache on a local disk keeps the CPU busy too (kernel time): the block device's
+    count of bytes read tells it."""
+    monkeypatch.setattr(parallel, "PROBE", 200)
+    reads = iter([1_000, 1_000 + 200 * parallel.DISK_BYTES_PER_ENTRY])
+    monkeypatch.setattr(parallel, "_disk_reads", lambda: next(reads))
+    storage = timed(work=0.00005)
+    assert list(parallel.source_walk(storage, WHOLE.split(8), 4)) == list(MemoryStorage.walk(storage))
+    assert on_threads(storage)
+
+
+def test_this_thread_counts_its_disk_reads(tmp_path: Path) -> None:
+    before = parallel._disk_reads()
+    assert before is not None and before >= 0  # Linux: /proc/thread-self/io
