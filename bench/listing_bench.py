@@ -107,11 +107,12 @@ def child(argv: list[str]) -> int:
     parser.add_argument("mode", choices=("walk", "list"))
     parser.add_argument("location")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--auto", action="store_true", help="the walk as source_walk: threads only if it waits")
     parser.add_argument("--hash-limit", type=int, default=0)
     parser.add_argument("--endpoint-url")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    from migrate.parallel import parallel_walk
+    from migrate.parallel import parallel_walk, source_walk
     from migrate.storage import LocationOptions, open_location
     from migrate.storage.options import S3Options
 
@@ -119,8 +120,13 @@ def child(argv: list[str]) -> int:
     hash_limit = args.hash_limit
     digest, count = hashlib.sha256(), 0
     with open_location(args.location, options) as storage:
-        entries = storage.walk(hash_limit=hash_limit) if args.threads == 1 else \
-            parallel_walk(storage, WHOLE.split(4 * args.threads), args.threads, hash_limit=hash_limit)
+        ranges = WHOLE.split(4 * args.threads)
+        if args.auto:
+            entries = source_walk(storage, ranges, args.threads, hash_limit=hash_limit)
+        elif args.threads == 1:
+            entries = storage.walk(hash_limit=hash_limit)
+        else:
+            entries = parallel_walk(storage, ranges, args.threads, hash_limit=hash_limit)
         for entry in entries:
             digest.update(entry.path.encode() + b"\n")
             count += 1
@@ -133,8 +139,9 @@ def main() -> int:
         return child(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=200_000)
-    parser.add_argument("--threads", default="1,2,4,8", help="listing threads")
-    parser.add_argument("--walk-threads", default="1,2,4", help="source walk threads")
+    parser.add_argument("--threads", default="1,2,4,8", help="listing threads (empty: no listing rows)")
+    parser.add_argument("--walk-threads", default="1,2,4,auto4",
+                        help="source walk threads (autoN: source_walk, N threads only if the walk waits)")
     parser.add_argument("--walk-hash", default="0,4096",
                         help="hash limits of the walk: 0 as a final pass with --state, 4096 as sync against a listing")
     parser.add_argument("--repeat", type=int, default=3, help="warm walks and listings: the median of this many")
@@ -163,35 +170,37 @@ def main() -> int:
         results[f"{tool} {phase}"] = json.loads(out.read_text())
 
     for hash_limit in [int(h) for h in args.walk_hash.split(",")]:
-        for threads in [int(t) for t in args.walk_threads.split(",")]:
-            argv = [*me, "walk", str(source), "--threads", str(threads), "--hash-limit", str(hash_limit)]
+        for threads in [t for t in args.walk_threads.split(",") if t]:
+            argv = [*me, "walk", str(source), "--threads", threads.removeprefix("auto"), "--hash-limit", str(hash_limit),
+                    *(["--auto"] if threads.startswith("auto") else [])]
+            name = f"walk-h{hash_limit}-{threads}" + ("" if threads.startswith("auto") else "t")
             drop_caches()
-            run(f"walk-h{hash_limit}-{threads}t", "cold", argv, dict(os.environ), None)
-            run(f"walk-h{hash_limit}-{threads}t", "warm", argv, dict(os.environ), None, args.repeat)
+            run(name, "cold", argv, dict(os.environ), None)
+            run(name, "warm", argv, dict(os.environ), None, args.repeat)
 
-    with S3Server() as server:
-        server.client.create_bucket(Bucket="bench")
-        started = time.monotonic()
-        subprocess.run([regmig_binary(), "sync", str(source), "s3://bench", "--endpoint-url", server.endpoint,
-                        "--no-progress"], env=server.env, check=True, stdout=subprocess.DEVNULL)
-        print(f"filled the bucket with regmig sync in {time.monotonic() - started:.0f} s")
-        aws = ["sh", "-c", f"/usr/bin/aws s3 ls --recursive s3://bench --endpoint-url {server.endpoint} | wc -l "
-                           f"> \"$0\"", ]
-        aws_out = work / "aws-count"
-        record(rows, measure("aws s3 ls", "list", [*aws, str(aws_out)], server.env, server, objects))
-        for threads in [int(t) for t in args.threads.split(",")]:
-            run(f"regmig-{threads}t", "list", [*me, "list", "s3://bench", "--endpoint-url", server.endpoint,
-                                               "--threads", str(threads)], server.env, server, args.repeat)
+    listing_threads = [int(t) for t in args.threads.split(",") if t]
+    aws_count = objects
+    if listing_threads:
+        with S3Server() as server:
+            server.client.create_bucket(Bucket="bench")
+            started = time.monotonic()
+            subprocess.run([regmig_binary(), "sync", str(source), "s3://bench", "--endpoint-url", server.endpoint,
+                            "--no-progress"], env=server.env, check=True, stdout=subprocess.DEVNULL)
+            print(f"filled the bucket with regmig sync in {time.monotonic() - started:.0f} s")
+            aws_out = work / "aws-count"
+            aws = ["sh", "-c", f"/usr/bin/aws s3 ls --recursive s3://bench --endpoint-url {server.endpoint} | wc -l "
+                               f"> {aws_out}"]
+            record(rows, measure("aws s3 ls", "list", aws, server.env, server, objects))
+            aws_count = int(aws_out.read_text().split()[0])
+            for threads in listing_threads:
+                run(f"regmig-{threads}t", "list", [*me, "list", "s3://bench", "--endpoint-url", server.endpoint,
+                                                   "--threads", str(threads)], server.env, server, args.repeat)
     print(f"load after: {os.getloadavg()}")
     print()
     print(table(rows))
-    listed = {name: result for name, result in results.items() if name.endswith("list")}
-    walked = {name: result for name, result in results.items() if not name.endswith("list")}
-    counts = {json.dumps(r, sort_keys=True) for r in listed.values()} | {json.dumps(r, sort_keys=True)
-                                                                       for r in walked.values()}
-    aws_count = int(aws_out.read_text().split()[0])
-    print(f"\nevery walk and listing: {sorted(counts)}; aws s3 ls lines: {aws_count}")
-    if len(counts) != 1 or aws_count != objects:
+    agreed = {json.dumps(result, sort_keys=True) for result in results.values()}
+    print(f"\nevery walk and listing: {sorted(agreed)}; aws s3 ls lines: {aws_count}")
+    if len(agreed) != 1 or aws_count != objects:
         print("bench: the listings disagree")
         return 1
     return 0

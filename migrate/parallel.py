@@ -22,6 +22,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import IO
 
+from migrate.errors import StorageError
 from migrate.listing import _offer
 from migrate.storage.base import Entry, ProblemSink, Storage
 from migrate.storage.ranges import KeyRange
@@ -172,10 +173,14 @@ class _Lane:
             if self._closed:
                 return False
             if not self._reading:
-                if self._spill is None:
-                    self._spill = tempfile.TemporaryFile(prefix="regmig-range-", dir=self._spool_dir)
                 packed = None if batch is None else [_PACK(entry) for entry in batch]
-                pickle.dump(packed, self._spill, pickle.HIGHEST_PROTOCOL)
+                try:
+                    if self._spill is None:
+                        self._spill = tempfile.TemporaryFile(prefix="regmig-range-", dir=self._spool_dir)
+                    pickle.dump(packed, self._spill, pickle.HIGHEST_PROTOCOL)
+                except OSError as exc:
+                    where = self._spool_dir or tempfile.gettempdir()
+                    raise StorageError(f"cannot keep a listing ahead of its turn in {where}: {exc.strerror}") from exc
                 self._spilled += 1
                 return True
         return _offer(self._queue, batch, stop)  # type: ignore[arg-type]

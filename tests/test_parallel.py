@@ -203,3 +203,9 @@ def test_a_source_walk_that_reads_the_disk_goes_on_threads(monkeypatch: pytest.M
 def test_this_thread_counts_its_disk_reads(tmp_path: Path) -> None:
     before = parallel._disk_reads()
     assert before is not None and before >= 0  # Linux: /proc/thread-self/io
+
+
+def test_a_spill_that_cannot_be_written_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot keep a listing ahead of its turn in .*missing"):
+        list(parallel_walk(registry(50_000), WHOLE.split(8), 4, spool_dir=str(tmp_path / "missing")))
+    wait_until(lambda: not range_threads())
