@@ -8,7 +8,7 @@ knows about buckets, containers, prefixes or leading slashes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from typing import BinaryIO
