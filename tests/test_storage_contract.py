@@ -17,10 +17,14 @@ from pathlib import Path
 import pytest
 
 from conftest import AZURITE_KEY, make_backend
+from migrate import tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing
-from migrate.storage import LocationOptions, Storage, TransferSettings, open_location
+from migrate.parallel import parallel_walk
+from migrate.shards import partition
+from migrate.storage import LocationOptions, Storage, TransferSettings, filesystem, open_location
 from migrate.storage.memory import MemoryStorage
 from migrate.storage.options import AzureOptions, GCSOptions, S3Options
+from migrate.storage.ranges import KeyRange
 
 CHUNK = 5 * 1024 * 1024
 ROOT = "registry"
@@ -181,3 +185,128 @@ def test_a_missing_bucket_is_bad_input(request: pytest.FixtureRequest, name: str
             missing.check_reachable()
         with pytest.raises(BadInput):
             list(missing.walk())
+
+
+# --- ranged walks: a shard's part of the tree ---------------------------------------------------
+
+def _blob(hex_start: str) -> str:
+    digest = (hex_start + "0" * 64)[:64]
+    return f"{V2}blobs/sha256/{digest[:2]}/{digest}/data"
+
+
+RANGE_PATHS = [
+    *PATHS,
+    tree.LOCKFILES + "database-in-use",
+    _blob("00aa"), _blob("3fff"), _blob("40"), _blob("40a3"), _blob("7fff"), _blob("80"), _blob("ff"),
+    V2 + "blobs/sha512/ab/" + "ab" * 64 + "/data",
+    V2 + "repositories/sm/_manifests/tags/latest/current/link",
+    V2 + "repositories/smith/x/_layers/sha256/" + "3" * 64 + "/link",
+    V2 + "repositories/t/_manifests/tags/latest/current/link",
+    tree.SCHEDULER_STATE,
+]
+ORDERED = sorted(RANGE_PATHS, key=lambda path: path.encode())
+RANGES = [
+    KeyRange(V2 + "blobs/sha256/40", V2 + "blobs/sha256/80"),  # whole directories
+    KeyRange(_blob("40a3"), _blob("80")),  # bounds that are keys: the start is in, the end is out
+    KeyRange(PATHS[1][:-3], V2 + "repositories/sm/"),  # bounds inside names
+    KeyRange(V2 + "repositories/a_", V2 + "repositories/ä0"),  # past ASCII
+    KeyRange("", tree.LOCKFILES + "e"),
+    KeyRange(V2 + "repositories/t", None),
+    KeyRange(V2 + "blobs/sha256/4", V2 + "blobs/sha256/4"),  # empty
+]
+
+
+@every_backend
+def test_a_range_walk_lists_exactly_the_range_in_byte_order(storage: Storage) -> None:
+    fill(storage, RANGE_PATHS)
+    assert [e.path for e in storage.walk()] == ORDERED
+    for span in RANGES:
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ORDERED if span.contains(p)], span
+    repositories = V2 + "repositories/"
+    span = KeyRange(V2 + "blobs/", repositories + "a0")  # a range and a prefix together
+    assert [e.path for e in storage.walk(repositories, within=span)] == \
+        [p for p in ORDERED if p.startswith(repositories) and span.contains(p)]
+
+
+@every_backend
+def test_the_shards_walked_one_after_another_are_the_whole_walk(storage: Storage) -> None:
+    fill(storage, RANGE_PATHS)
+    for count in (1, 2, 3, 8, 64):
+        assert [e.path for shard in partition(count) for e in storage.walk(within=shard)] == ORDERED, count
+
+
+def _received(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every key the service's listing handed over (or, on a filesystem, every directory read)."""
+    seen: list[str] = []
+    if storage.is_local:
+        original_children = filesystem._children
+
+        def children(dir_fd, rel_dir, on_problem, follow):  # type: ignore[no-untyped-def]
+            seen.append(rel_dir)
+            return original_children(dir_fd, rel_dir, on_problem, follow)
+        monkeypatch.setattr(filesystem, "_children", children)
+        return seen
+    if hasattr(storage, "_lean"):
+        target, name, key = storage._lean, "list", lambda item: item[0]
+    elif hasattr(storage, "container"):
+        target, name, key = storage.container, "list_blobs", lambda item: item.name
+    else:
+        target, name, key = storage.client, "list_blobs", lambda item: item.name
+    original = getattr(target, name)
+
+    def listing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for item in original(*args, **kwargs):
+            seen.append(key(item)[len(storage.prefix):])
+            yield item
+    monkeypatch.setattr(target, name, listing)
+    return seen
+
+
+@pytest.mark.parametrize("storage", ["filesystem", *OBJECT_STORES], indirect=True)
+def test_a_range_walk_reads_nothing_before_its_start(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each backend starts where the range starts (S3 StartAfter, GCS startOffset, Azure's prefix
+    cover, the filesystem's pruned directories) instead of filtering the whole listing."""
+    fill(storage, RANGE_PATHS)
+    seen = _received(storage, monkeypatch)
+    # A shard of whole directories, and a range that starts inside one blob's directory.
+    for span in (partition(8)[2], KeyRange(_blob("40a3"), V2 + "repositories/a/")):
+        seen.clear()
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ORDERED if span.contains(p)]
+        assert seen and all(path >= span.start or span.start.startswith(path) for path in seen), seen
+
+
+@every_backend
+def test_a_listing_on_several_threads_is_the_walk(storage: Storage) -> None:
+    """The ranges listed side by side (one client shared by the threads) and merged back."""
+    fill(storage, RANGE_PATHS)
+    assert [e.path for e in parallel_walk(storage, partition(8), 4)] == ORDERED
+    shard = partition(4)[2]
+    assert [e.path for e in parallel_walk(storage, shard.split(3), 3)] == [p for p in ORDERED if shard.contains(p)]
+
+
+@pytest.mark.parametrize("storage", [*OBJECT_STORES, "memory"], indirect=True)
+def test_a_range_walk_lists_markers_at_the_levels_it_descends(storage: Storage) -> None:
+    """Zero-byte keys ending in '/' sit exactly at the prefixes a range is found through (a
+    nameless-tag marker at ``repositories/`` broke the catalog, distribution#2119)."""
+    markers = [V2 + "repositories/", V2 + "repositories/a/", V2 + "repositories/a/_manifests/tags/"]
+    fill(storage, RANGE_PATHS)
+    fill(storage, markers, b"")
+    ordered = sorted([*RANGE_PATHS, *markers], key=lambda path: path.encode())
+    for span in (KeyRange(V2 + "repositories/", V2 + "repositories/b"), KeyRange(V2 + "repositories/a-c", None),
+                 KeyRange(V2 + "repositories/a/_m", V2 + "repositories/a0"), *partition(8)):
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ordered if span.contains(p)], span
+
+
+@pytest.mark.parametrize("storage", ["s3-rgw", "s3-moto"], indirect=True)
+def test_the_full_s3_client_lists_a_range_from_its_start(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the lean path steps aside (a proxy, REGMIG_S3_LEAN=0), boto3's paginator carries StartAfter."""
+    fill(storage, RANGE_PATHS)
+    monkeypatch.setattr(storage, "_lean", None)
+    sent: list[dict[str, object]] = []
+    storage.client.meta.events.register("provide-client-params.s3.ListObjectsV2",  # type: ignore[attr-defined]
+                                        lambda params, **_: sent.append(dict(params)))
+    for span in RANGES:
+        sent.clear()
+        assert [e.path for e in storage.walk(within=span)] == [p for p in ORDERED if span.contains(p)], span
+        if span.start and not span.empty:  # the listing starts just below the range, not at the bucket's start
+            assert sent and str(sent[0]["StartAfter"]) < storage.prefix + span.start

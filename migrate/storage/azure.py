@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMi
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import ROOT_PREFIX_CONFIG, AzureOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.ranges import KeyRange, prefix_cover
 
 CONTENT_TYPE = "application/octet-stream"
 
@@ -83,11 +84,23 @@ class AzureStorage(Storage):
                                                   results_per_page=max_entries).by_page(), [])
             return [item.name for item in page if isinstance(item, BlobPrefix)]
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
         root = self.prefix
         with _errors(f"listing {self.container_name}/{root + prefix}", missing=BadInput):
-            for blob in self.container.list_blobs(name_starts_with=root + prefix, results_per_page=5000):
-                yield _entry(blob.name[len(root):], blob)
+            if span is None:
+                prefixes: Iterable[str] = [root + prefix]
+            else:  # Azure cannot start a listing mid-way: a range is listed as the prefixes that cover it
+                keys = KeyRange(root + span.start, None if span.end is None else root + span.end)
+                prefixes = prefix_cover(root + prefix, keys, self._names_under)
+            for key_prefix in prefixes:
+                for blob in self.container.list_blobs(name_starts_with=key_prefix, results_per_page=5000):
+                    yield _entry(blob.name[len(root):], blob)
+
+    def _names_under(self, key_prefix: str) -> Iterator[str]:
+        """One delimiter listing: the blob names and sub-prefixes directly under ``key_prefix``."""
+        for item in self.container.walk_blobs(name_starts_with=key_prefix, delimiter="/", results_per_page=5000):
+            yield item.name
 
     def stat(self, path: str) -> Entry | None:
         try:

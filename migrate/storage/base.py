@@ -8,13 +8,14 @@ knows about buckets, containers, prefixes or leading slashes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from migrate import tree
 from migrate.errors import ConditionFailed, RegmigError
+from migrate.storage.ranges import KeyRange
 
 ProblemSink = Callable[[str, str], None]
 """Called as ``sink(path, message)`` for an entry a walk had to pass over."""
@@ -90,14 +91,29 @@ class Storage(abc.ABC):
         """How registry paths map to keys here (printed in every plan and report)."""
         return f"{self.driver.value} driver, rootdirectory {self.rootdirectory or '(none)'!r}, keys start {self.prefix or '(bucket root)'!r}"
 
-    @abc.abstractmethod
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
-        """Yield every entry whose path starts with ``prefix``, in byte order of path.
+    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0,
+             within: KeyRange | None = None) -> Generator[Entry, None, None]:
+        """Yield every entry whose path starts with ``prefix``, in byte order of path; with
+        ``within`` (a shard's range), only those in it, the listing started at the range's start
+        and ended at its end as closely as the service allows.
 
         Entries that cannot be listed go to ``on_problem``; without a sink they raise.
         ``hash_limit``: a local tree also gives the MD5 of files up to this size (object listings
         carry one already, so object stores ignore it). A local tree stamps its files (``Entry.stamp``).
         """
+        if within is None:
+            return self._walk(prefix, None, on_problem, hash_limit)
+        span = within.under(prefix)
+        if span.empty:
+            return _nothing()
+        return trimmed(self._walk(prefix, span, on_problem, hash_limit), span)
+
+    @abc.abstractmethod
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
+        """The backend's listing under ``prefix`` in byte order. With ``span`` (a non-empty range of
+        paths under the prefix) it must hold every entry in it and should start and stop as close
+        to it as the service can: ``walk`` drops what lies outside, and stops reading at the end."""
 
     @abc.abstractmethod
     def stat(self, path: str) -> Entry | None:
@@ -199,3 +215,21 @@ class Storage(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def trimmed(entries: Generator[Entry, None, None], span: KeyRange) -> Generator[Entry, None, None]:
+    """The entries of a byte-ordered listing that lie in ``span``: those before it dropped, the
+    listing closed (no further page asked for) at the first one past it."""
+    start, end = span.start, span.end
+    with closing(entries):
+        for entry in entries:
+            path = entry.path
+            if path < start:
+                continue
+            if end is not None and path >= end:
+                return
+            yield entry
+
+
+def _nothing() -> Generator[Entry, None, None]:
+    yield from ()

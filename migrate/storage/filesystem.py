@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
@@ -9,13 +10,14 @@ import socket
 import stat as stat_module
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from migrate import tree
 from migrate.errors import BadInput, ObjectMissing, StorageError
 from migrate.storage.base import Entry, ProblemSink, Storage
+from migrate.storage.ranges import KeyRange, common_prefix
 
 _COPY_BUFFER = 1024 * 1024
 _FIRST_READ = 4096  # covers link files; a 1 MiB first read would cost an allocation each
@@ -87,15 +89,22 @@ class FilesystemStorage(Storage):
         # The first names in byte order, as a service's page holds them (a directory is read whole anyway).
         return sorted(f"{key_prefix}{name}/" for name in names)[:max_entries]
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
-        # Start at the deepest directory the prefix names fully, then filter on the rest.
-        directory, _, _ = prefix.rpartition("/")
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
+        # Start at the deepest directory the prefix (or the range, when narrower) names fully,
+        # then filter on the rest.
+        named = prefix
+        if span is not None and span.end is not None:
+            shared = common_prefix(span.start, span.end)
+            named = shared if len(shared) > len(prefix) else prefix
+        directory, _, _ = named.rpartition("/")
         start = directory + "/" if directory else ""
-        for entry in self._walk_dir(start, on_problem, hash_limit):
+        for entry in self._walk_dir(start, on_problem, hash_limit, span):
             if entry.path.startswith(prefix):
                 yield entry
 
-    def _walk_dir(self, rel_dir: str, on_problem: ProblemSink | None, hash_limit: int) -> Iterator[Entry]:
+    def _walk_dir(self, rel_dir: str, on_problem: ProblemSink | None, hash_limit: int,
+                  span: KeyRange | None) -> Iterator[Entry]:
         """Depth-first, children sorted so that paths come out in byte order.
 
         A directory sorts as 'name/', so 'a-b' (0x2d) comes before 'a/x' (0x2f) as in a bucket listing.
@@ -103,6 +112,8 @@ class FilesystemStorage(Storage):
         sits ten directories deep: a full path would be looked up again for every call). An explicit
         stack of directory frames (see ``_frame``) rather than nested generators. With
         ``follow_symlinks`` a link sorts and is walked as what it points to, once ``_Links`` admits it.
+        With ``span``, only the directories that hold one of its bounds are cut to it (two bisections
+        each); the others lie wholly inside or outside it and are walked or passed over whole.
         """
         local_dir = self._local(rel_dir.rstrip("/")) if rel_dir else self.root
         top = _open_dir(local_dir, None, rel_dir, on_problem)
@@ -110,7 +121,7 @@ class FilesystemStorage(Storage):
             return
         follow = self.follow_symlinks
         links = _Links(self.root)
-        stack = [_frame(top, rel_dir, on_problem, follow)]
+        stack = [_frame(top, rel_dir, on_problem, follow, span)]
         try:
             while stack:
                 dir_fd, children, settled = stack[-1]
@@ -124,7 +135,8 @@ class FilesystemStorage(Storage):
                             continue
                         sub_fd = _open_dir(dir_entry.name, dir_fd, path, on_problem, through_link=linked)
                         if sub_fd is not None:
-                            stack.append(_frame(sub_fd, path, on_problem, follow))
+                            bounds = span if span is not None and span.straddles(path) else None
+                            stack.append(_frame(sub_fd, path, on_problem, follow, bounds))
                             break
                     elif dir_entry.is_symlink():
                         if not follow:
@@ -271,11 +283,30 @@ def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: Proble
         return None
 
 
-def _frame(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,
-           follow: bool) -> tuple[int, Iterator[tuple[str, os.DirEntry[str]]], int]:
-    """An open directory, its children still to visit, and the time before which a file's ctime
-    counts as settled (taken as the directory is read, before any of its files is stat'ed)."""
-    return dir_fd, iter(_children(dir_fd, rel_dir, on_problem, follow)), time.time_ns() - STAMP_MARGIN_NS
+def _frame(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None, follow: bool,
+           bounds: KeyRange | None) -> tuple[int, Iterator[tuple[str, os.DirEntry[str]]], int]:
+    """An open directory, its children still to visit (with ``bounds``, only those that may hold
+    a path in it), and the time before which a file's ctime counts as settled (taken as the
+    directory is read, before any of its files is stat'ed)."""
+    settled = time.time_ns() - STAMP_MARGIN_NS
+    children = _children(dir_fd, rel_dir, on_problem, follow)
+    if bounds is not None:
+        children = _cut(children, bounds)
+    return dir_fd, iter(children), settled
+
+
+def _cut(children: list[tuple[str, os.DirEntry[str]]], bounds: KeyRange) -> list[tuple[str, os.DirEntry[str]]]:
+    """The sorted children whose paths may lie in ``bounds``: from the one holding the start (a
+    directory 'd/' holds every path that starts with it) to the last one before the end."""
+    first = bisect.bisect_left(children, bounds.start, key=_path_of)
+    if first and children[first - 1][0].endswith("/") and bounds.start.startswith(children[first - 1][0]):
+        first -= 1
+    last = len(children) if bounds.end is None else bisect.bisect_left(children, bounds.end, key=_path_of)
+    return children[first:last]
+
+
+def _path_of(child: tuple[str, os.DirEntry[str]]) -> str:
+    return child[0]
 
 
 def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,

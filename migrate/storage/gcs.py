@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -27,6 +27,7 @@ from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMi
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import GCSOptions
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.ranges import KeyRange
 
 CONTENT_TYPE = "application/octet-stream"
 UPLOAD_SESSION_TYPE = "application/x-docker-upload-session"
@@ -82,11 +83,17 @@ class GCSStorage(Storage):
                              "deleted upload artifacts are kept and billed")]
         return []
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
         root = self.prefix
+        offsets = {}  # GCS lists a range itself: from startOffset (included) to endOffset (excluded)
+        if span is not None and span.start > prefix:
+            offsets["start_offset"] = root + span.start
+        if span is not None and span.end is not None:
+            offsets["end_offset"] = root + span.end
         with _errors(f"listing gs://{self.bucket_name}/{root + prefix}", missing=BadInput):
             for blob in self.client.list_blobs(self.bucket_name, prefix=root + prefix, page_size=5000,
-                                               retry=self._retry):
+                                               retry=self._retry, **offsets):
                 if blob.content_type == UPLOAD_SESSION_TYPE:
                     continue  # invisible to the registry: not data, never copied or counted
                 yield _entry(blob.name[len(root):], blob)

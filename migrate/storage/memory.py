@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from migrate import tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing
 from migrate.storage.base import Entry, ProblemSink, Storage
+from migrate.storage.ranges import KeyRange
 
 
 class MemoryStorage(Storage):
@@ -56,11 +57,15 @@ class MemoryStorage(Storage):
         with self._lock:
             return any(key.startswith(key_prefix) for key in self.objects)
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
         self.check_reachable()
-        start = self.prefix + prefix
+        under = self.prefix + prefix
+        start = self.prefix + span.start if span else under
+        end = self.prefix + span.end if span and span.end is not None else None
         with self._lock:  # a snapshot: a listing is a point-in-time view page by page anyway
-            keys = sorted(key for key in self.objects if key.startswith(start))
+            keys = sorted(key for key in self.objects
+                          if key.startswith(under) and key >= start and (end is None or key < end))
         for key in keys:
             entry = self._entry(key)
             if entry is not None:

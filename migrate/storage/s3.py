@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -26,6 +26,7 @@ from migrate.probe import PROBE_DIR
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import S3Options
 from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.ranges import KeyRange, just_below
 from migrate.storage.s3_lean import LeanS3, lean_path_usable, tls_failure
 
 CONTENT_TYPE = "application/octet-stream"
@@ -241,14 +242,19 @@ class S3Storage(Storage):
             raise
         return bool(config.get("ServerSideEncryptionConfiguration", {}).get("Rules"))
 
-    def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0) -> Iterator[Entry]:
+    def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
+              hash_limit: int) -> Generator[Entry, None, None]:
         root = self.prefix
+        # A range starts the listing at its first key (S3 lists keys after StartAfter); the
+        # caller stops reading at its end, so no page past it is asked for.
+        after = just_below(root + span.start) if span is not None and span.start > prefix else None
         with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
             if self._lean is not None:
-                for key, size, etag in self._lean.list(root + prefix):
+                for key, size, etag in self._lean.list(root + prefix, after):
                     yield self._entry(key[len(root):], size, etag)
                 return
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
+            args = {"Bucket": self.bucket, "Prefix": root + prefix, **({"StartAfter": after} if after else {})}
+            for page in self.client.get_paginator("list_objects_v2").paginate(**args):
                 for obj in page.get("Contents", ()):
                     yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"))
                 if page.get("IsTruncated") and not page.get("NextContinuationToken"):

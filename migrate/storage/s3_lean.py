@@ -81,12 +81,13 @@ class LeanS3:
     def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
         self._call("PUT", self._object_base + quote(key, safe="/~"), body, headers, "PutObject")
 
-    def list(self, prefix: str) -> Iterator[tuple[str, int, str | None]]:
-        """(key, size, etag) for every key under ``prefix``, in the service's (byte) order."""
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[tuple[str, int, str | None]]:
+        """(key, size, etag) for every key under ``prefix`` (and after ``start_after``), in the
+        service's (byte) order; pages are asked for only as the caller reads on."""
         token: str | None = None
         pages = 0
         while True:
-            root, ns = self._page(prefix, token)
+            root, ns = self._page(prefix, token, start_after=start_after)
             pages += 1
             # Keys are URL-encoded only when the answer says so, and then as botocore decodes them
             # (unquote_plus: AWS encodes a space as "+"); a service may ignore encoding-type.
@@ -109,11 +110,14 @@ class LeanS3:
         answers are checked before anything is written."""
         self._page(prefix, None, max_keys=1)
 
-    def _page(self, prefix: str, token: str | None, max_keys: int | None = None) -> tuple[ElementTree.Element, str]:
+    def _page(self, prefix: str, token: str | None, max_keys: int | None = None,
+              start_after: str | None = None) -> tuple[ElementTree.Element, str]:
         """One ListObjectsV2 page, checked to be one: its root element and XML namespace."""
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token:
             query["continuation-token"] = token
+        elif start_after:
+            query["start-after"] = start_after  # the token carries the position after the first page
         if max_keys is not None:
             query["max-keys"] = str(max_keys)
         body = self._call("GET", f"{self._bucket_url}?{urlencode(query, quote_via=quote)}", b"", {}, "ListObjectsV2")
