@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
-from migrate.report import Report
+from migrate.report import Phase, Report
 
 
 def human_bytes(value: float) -> str:
@@ -20,6 +20,16 @@ def human_bytes(value: float) -> str:
 def _eta(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _phase_line(phase: Phase, examined: int, elapsed: float) -> str:
+    """A command that runs in stages (verify): the stage, how far it got, and the objects listed."""
+    line = phase.name
+    if phase.total is not None:
+        line += f": {phase.done:,} of {phase.total:,}"
+    elif phase.done:
+        line += f": {phase.done:,}"
+    return f"{line} | {examined:,} objects listed, {examined / elapsed:,.0f} obj/s | {_eta(elapsed)} elapsed"
 
 
 class Progress:
@@ -36,6 +46,9 @@ class Progress:
     def line(self) -> str:
         report = self.report
         elapsed = max(report.elapsed(), 1e-6)
+        phase = report.current_phase()
+        if phase is not None:
+            return _phase_line(phase, report.examined, elapsed)
         uploaded = report.tally("uploaded").count + report.tally("would upload").count
         rate = report.done_bytes / elapsed
         if report.listing_finished and rate > 0:

@@ -11,6 +11,11 @@ from migrate.storage.options import ROOT_PREFIX_CONFIG
 
 DIFFERENCE_LISTS = ("missing in destination", "extra in destination", "size differs", "content differs")
 """The per-object headings of verify, in the order they are shown."""
+WRITTEN_AFTER_CUTOVER = "written after the cut-over"
+DELETED_AFTER_CUTOVER = "deleted after the cut-over"
+GONE_OR_LOST = "deleted after the cut-over, or lost"
+"""verify --cutover-time: objects the registry wrote since (its own), links it deleted since (a
+delete marker tells), and links gone where nothing tells (a warning; a failure with --strict)."""
 
 SHOWN = 10
 """How many paths of each list the terminal shows; --json has them all (up to the report's cap)."""
@@ -89,7 +94,16 @@ def verify_text(summary: dict[str, Any]) -> str:
                    f"{defects:,} registry defects, {lists.get('failures', {}).get('count', 0):,} errors")
     lines = [verdict, f"  {summary['source'] or '(no source)'} -> {summary['destination']}",
              f"  destination layout: {summary['destination_layout']}"]
-    if summary["source"]:
+    cutover = summary.get("cutover")
+    if summary["source"] and cutover:
+        lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, "
+                     f"destination {counts['destination_objects']:,} objects (the registry writes it since the "
+                     f"cut-over: each object is settled one by one)")
+        lines.append(f"  cut-over at {cutover['time']}: {lists.get(WRITTEN_AFTER_CUTOVER, {}).get('count', 0):,} "
+                     f"objects written since (the registry's own), "
+                     f"{lists.get(DELETED_AFTER_CUTOVER, {}).get('count', 0):,} links deleted since, "
+                     f"{lists.get(GONE_OR_LOST, {}).get('count', 0):,} gone that nothing tells apart")
+    elif summary["source"]:
         match = "match" if counts["source_files"] == counts["destination_objects"] else "MISMATCH"
         lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, "
                      f"destination {counts['destination_objects']:,} objects: {match}")
@@ -100,10 +114,15 @@ def verify_text(summary: dict[str, Any]) -> str:
         apart += (f", outside the registry tree: {counts['source_outside_registry']:,} source files, "
                   f"{counts['outside_registry']:,} destination objects")
     lines.append(apart)
-    lines += path_lists(lists, [*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished"])
+    lines += path_lists(lists, [*DIFFERENCE_LISTS, "markers", "failures", "problems", "vanished", GONE_OR_LOST])
     if summary["deep"]:
         lines.append(f"registry semantics ({summary['deep']}): "
                      + ("consistent" if not summary["findings"] else f"{defects:,} defects"))
+        proof = summary["deep_counts"]
+        lines.append(f"  links: {proof['links_proved_by_listing'] + proof['links_proved_by_source']:,} proved by "
+                     f"the listing's MD5, {proof['links_read']:,} read; {proof['manifests_read']:,} manifests read, "
+                     f"{proof['blobs_hashed']:,} blobs hashed ({proof['read_from_source']:,} of these from the "
+                     f"source's files, their MD5 the destination's)")
         for group in summary["findings"]:
             tags = f" (tags affected: {', '.join(group['tags'])})" if group["tags"] else ""
             lines.append(f"  {group['repository']}{tags}:")

@@ -48,6 +48,23 @@ class PathList:
         return {"count": self.count, "listed": self.items, "truncated": self.count > len(self.items)}
 
 
+@dataclass
+class Phase:
+    """One stage of a command (verify: listing and comparing, reading manifests, ...): how far it got."""
+
+    name: str
+    started: float
+    total: int | None = None
+    """Items the stage will take, when known before it starts."""
+    done: int = 0
+    seconds: float | None = None
+    """Set when the stage ended."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": None if self.seconds is None else round(self.seconds, 3),
+                "items": self.done, "total": self.total}
+
+
 class Report:
     """Counts what happened, by outcome and reason; thread-safe."""
 
@@ -62,10 +79,40 @@ class Report:
         self.listing_finished = False
         self.notes: list[str] = []
         self.delete_refusal: str | None = None
+        self.phases: list[Phase] = []
 
     def examined_one(self) -> None:
         with self._lock:
             self.examined += 1
+
+    def begin_phase(self, name: str, total: int | None = None) -> None:
+        """End the current stage (if any) and start the next; renderers show the last one."""
+        with self._lock:
+            now = time.monotonic()
+            self._end_phase(now)
+            self.phases.append(Phase(name, now, total))
+        log.info("phase: %s%s", name, f" ({total:,} items)" if total is not None else "")
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            if self.phases:
+                self.phases[-1].done += count
+
+    def end_phases(self) -> None:
+        with self._lock:
+            self._end_phase(time.monotonic())
+
+    def current_phase(self) -> Phase | None:
+        """A copy of the running stage, or None when none runs."""
+        with self._lock:
+            if not self.phases or self.phases[-1].seconds is not None:
+                return None
+            phase = self.phases[-1]
+            return Phase(phase.name, phase.started, phase.total, phase.done)
+
+    def _end_phase(self, now: float) -> None:
+        if self.phases and self.phases[-1].seconds is None:
+            self.phases[-1].seconds = now - self.phases[-1].started
 
     def planned(self, size: int) -> None:
         with self._lock:
@@ -139,5 +186,6 @@ class Report:
                 "lists": {name: items.to_dict() for name, items in sorted(self.lists.items())},
                 "notes": list(self.notes),
                 "delete_refused": self.delete_refusal,
+                "phases": [phase.to_dict() for phase in self.phases],
                 "elapsed_seconds": round(self.elapsed(), 3),
             }

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import uuid
+from datetime import datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -60,6 +61,7 @@ class S3Storage(Storage):
         )
         # With SSE-KMS the ETag is not the MD5 of the content, so it cannot prove equality.
         self._etag_is_md5 = options.sse != "aws:kms"
+        self._tracks_deletes: bool | None = None
         self._write_args: dict[str, str] = {"ContentType": CONTENT_TYPE}
         if options.sse:
             self._write_args["ServerSideEncryption"] = options.sse
@@ -210,20 +212,20 @@ class S3Storage(Storage):
         root = self.prefix
         with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
             if self._lean is not None:
-                for key, size, etag in self._lean.list(root + prefix):
-                    yield self._entry(key[len(root):], size, etag)
+                for key, size, etag, modified in self._lean.list(root + prefix):
+                    yield self._entry(key[len(root):], size, etag, _listed_time(modified))
                 return
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
-                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"))
+                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"), _time(obj.get("LastModified")))
                 if page.get("IsTruncated") and not page.get("NextContinuationToken"):
                     raise StorageError(f"listing s3://{self.bucket}/{root + prefix}: a page is marked truncated but "
                                        f"carries no continuation token: the listing cannot be completed")
 
-    def _entry(self, path: str, size: int, etag: str | None) -> Entry:
+    def _entry(self, path: str, size: int, etag: str | None, modified: float | None) -> Entry:
         etag = (etag or "").strip('"') or None
         md5 = etag if self._etag_is_md5 and etag and len(etag) == 32 else None
-        return Entry(path, size, md5, etag)
+        return Entry(path, size, md5, etag, modified=modified)
 
     def stat(self, path: str) -> Entry | None:
         try:
@@ -231,7 +233,7 @@ class S3Storage(Storage):
                 head = self.client.head_object(Bucket=self.bucket, Key=self.key(path))
         except ObjectMissing:
             return None
-        return self._entry(path, head["ContentLength"], head.get("ETag"))
+        return self._entry(path, head["ContentLength"], head.get("ETag"), _time(head.get("LastModified")))
 
     @contextmanager
     def open(self, path: str) -> Iterator[BinaryIO]:
@@ -283,9 +285,41 @@ class S3Storage(Storage):
                        for error in result.get("Errors", ())]
         return failed
 
+    def deleted_after(self, path: str, since: float) -> bool | None:
+        """From the key's versions: its latest version is a delete marker written at or after
+        ``since``. None when the bucket has never had versioning (deletes leave no trace)."""
+        if self._tracks_deletes is None:
+            with _errors(f"bucket {self.bucket!r} versioning"):
+                status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            self._tracks_deletes = status in ("Enabled", "Suspended")  # suspended still writes markers
+        if not self._tracks_deletes:
+            return None
+        key = self.key(path)
+        with _errors(f"versions of s3://{self.bucket}/{key}"):
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key):
+                for marker in page.get("DeleteMarkers", ()):
+                    if marker["Key"] == key and marker.get("IsLatest"):
+                        return bool(marker["LastModified"].timestamp() >= since)
+        return False
+
     def close(self) -> None:
         self._manager.shutdown()
         self.client.close()
+
+
+def _time(value: Any) -> float | None:
+    """A timestamp botocore parsed (a datetime with its zone) as POSIX seconds."""
+    return value.timestamp() if value is not None else None
+
+
+def _listed_time(text: str | None) -> float | None:
+    """LastModified as a listing page gives it (ISO 8601, ``Z`` or an offset)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None  # a service's odd format: the entry then counts as written before any cut-over
 
 
 def _md5_of_stream(stream: BinaryIO) -> bytes:
