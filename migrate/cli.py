@@ -188,9 +188,9 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     from checks.verify import VerifyOptions, parse_cutover_time, verdict, verify
     from migrate.errors import BadInput
 
-    if kw["strict"] and not kw["cutover_time"]:
+    if kw["strict"] and kw["cutover_time"] is None:
         raise BadInput("--strict needs --cutover-time")
-    cutover = parse_cutover_time(kw["cutover_time"]) if kw["cutover_time"] else None
+    cutover = parse_cutover_time(kw["cutover_time"]) if kw["cutover_time"] is not None else None
 
     sides = resolve_locations(kw, locations, ("source", "destination"), optional=("source",))
     deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
