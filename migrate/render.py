@@ -119,10 +119,12 @@ def verify_text(summary: dict[str, Any]) -> str:
         lines.append(f"registry semantics ({summary['deep']}): "
                      + ("consistent" if not summary["findings"] else f"{defects:,} defects"))
         proof = summary["deep_counts"]
+        read = proof["manifests_read"] + proof["blobs_hashed"]
         lines.append(f"  links: {proof['links_proved_by_listing'] + proof['links_proved_by_source']:,} proved by "
-                     f"the listing's MD5, {proof['links_read']:,} read; {proof['manifests_read']:,} manifests read, "
-                     f"{proof['blobs_hashed']:,} blobs hashed ({proof['read_from_source']:,} of these from the "
-                     f"source's files, their MD5 the destination's)")
+                     f"their listed MD5, {proof['links_read']:,} read")
+        lines.append(f"  blobs: {proof['manifests_read']:,} manifests read and hashed, {proof['blobs_hashed']:,} more "
+                     f"blobs hashed; {proof['read_from_source']:,} of these {read:,} from the source's files, "
+                     f"their MD5 the one the destination lists")
         for group in summary["findings"]:
             tags = f" (tags affected: {', '.join(group['tags'])})" if group["tags"] else ""
             lines.append(f"  {group['repository']}{tags}:")
@@ -168,8 +170,13 @@ def plan_text(summary: dict[str, Any]) -> str:
     if "read_only_window_seconds" in estimate:
         lines.append(f"  measured writes: {estimate['small_write_seconds'] * 1000:.0f} ms per small object, "
                      f"{human_bytes(estimate['write_bytes_per_second'])}/s")
-        lines.append(f"estimated read-only window for the final sync --delete: "
-                     f"{estimate['read_only_window_seconds']:.0f} s (assumes {estimate['assumes']})")
+        rate = estimate["listing_objects_per_second"]
+        lines.append(f"  measured listing: {rate:,} objects/s" if rate else "  measured listing: nothing to list yet")
+        lines.append(f"estimated read-only window: {estimate['read_only_window_seconds']:.0f} s = final sync --delete "
+                     f"{estimate['final_pass_seconds']:.0f} s + verify {estimate['proof_seconds']:.0f} s "
+                     f"({estimate['objects_after_final_pass']:,} objects; assumes {estimate['assumes']})")
+        lines.append(f"  with verify --cutover-time after the switch (runbooks/verification.md): "
+                     f"{estimate['final_pass_seconds']:.0f} s")
     for flag in summary["flags"]:
         lines.append(f"FLAG: {flag}")
     lines += path_lists(summary["lists"], ["failures", "problems"])

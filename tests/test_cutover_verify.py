@@ -207,3 +207,25 @@ def test_the_copy_is_proved_while_the_real_registry_serves_from_the_bucket(tmp_p
     report = verify()
     assert report["exit_code"] == 1
     assert paths(report, "missing in destination") == [blob]
+
+
+def test_plan_estimates_the_window_as_the_final_pass_and_the_proof(registry, bucket, s3_endpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The proof is timed from the destination's own listing (slowed here to half a second a page)
+    and added to the final pass."""
+    from faultproxy import FaultProxy, Faults
+
+    url = f"s3://{bucket}/{ROOT}"
+    state = str(tmp_path / "regmig.state")
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state).exit_code == 0
+    files = [p for p in Path(registry.root).rglob("*") if p.is_file() and "/_uploads/" not in p.as_posix()]
+    slow_listing = Faults(rule=lambda method, path: "stall-short" if "list-type=2" in path else None)
+    with FaultProxy(s3_endpoint, slow_listing) as proxy:
+        report = regmig("plan", registry.root, url, "--endpoint-url", proxy.url, "--state", state, "--json").json()
+        text = regmig("plan", registry.root, url, "--endpoint-url", proxy.url, "--state", state).stdout
+    estimate = report["estimate"]
+    assert estimate["objects_after_final_pass"] == len(files)
+    assert 0 < estimate["listing_objects_per_second"] <= len(files) / 0.5
+    rate = estimate["listing_objects_per_second"]
+    assert estimate["proof_seconds"] >= max(0.5, len(files) / rate - 0.1)
+    assert abs(estimate["read_only_window_seconds"] - estimate["final_pass_seconds"] - estimate["proof_seconds"]) < 0.2
+    assert "estimated read-only window:" in text and "+ verify" in text and "verify --cutover-time" in text
