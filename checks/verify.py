@@ -162,7 +162,8 @@ class Cutover:
         if report.count(GONE_OR_LOST):
             report.note(f"{report.count(GONE_OR_LOST):,} links are gone from the destination: deleted through the "
                         f"registry after the cut-over, or lost; the bucket keeps no delete markers to tell "
-                        f"(turn versioning on before the cut-over)" + ("" if self.strict else "; --strict fails on them"))
+                        f"(turn versioning on before the cut-over)"
+                        + ("" if self.strict else "; --strict fails on them"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"time": datetime.fromtimestamp(self.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

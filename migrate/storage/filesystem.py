@@ -272,9 +272,11 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     except FileNotFoundError:
         return None
     except OSError:
-        return Entry(path, info.st_size, stamp=stamp, modified=modified)  # not hashed: the copy reads it and reports what fails
+        # not hashed: the copy reads it and reports what fails
+        return Entry(path, info.st_size, stamp=stamp, modified=modified)
     if len(data) > hash_limit:
-        return Entry(path, info.st_size, stamp=stamp, modified=modified)  # grew since the stat: left for the copy to read whole
+        # grew since the stat: left for the copy to read whole
+        return Entry(path, info.st_size, stamp=stamp, modified=modified)
     return Entry(path, len(data), hashlib.md5(data).hexdigest(), data=data, stamp=stamp, modified=modified)
 
 

@@ -217,7 +217,8 @@ class S3Storage(Storage):
                 return
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
-                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"), _time(obj.get("LastModified")))
+                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"),
+                                      _time(obj.get("LastModified")))
                 if page.get("IsTruncated") and not page.get("NextContinuationToken"):
                     raise StorageError(f"listing s3://{self.bucket}/{root + prefix}: a page is marked truncated but "
                                        f"carries no continuation token: the listing cannot be completed")
