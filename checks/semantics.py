@@ -77,7 +77,8 @@ class DeepCounts:
     """Links whose listed MD5 (or bytes) the comparison found equal to the source file's."""
     links_read: int = 0
     links_without_md5: int = 0
-    """Links listed without an MD5, read for that reason (counted in ``links_read`` too)."""
+    """Links listed without an MD5, read for that reason: by the comparison with the source (then
+    counted in ``links_proved_by_source``), else here (in ``links_read``)."""
     manifests_read: int = 0
     blobs_hashed: int = 0
     read_from_source: int = 0
@@ -108,9 +109,12 @@ class SemanticCheck:
         info = tree.classify(entry.path)
         if info.kind is tree.Kind.BLOB_DATA:
             self._add("blobs", (info.digest, entry.size, entry.md5))
-        elif info.kind not in tree.LINK_KINDS:
             return
-        elif content is not None:
+        if info.kind not in tree.LINK_KINDS:
+            return
+        if entry.md5 is None:
+            self._count("links_without_md5")
+        if content is not None:
             self._count("links_proved_by_source")
             self._record_link(entry.path, info, content)
         elif info.kind in CONTENT_ADDRESSED_LINKS and entry.md5 is not None and \
@@ -118,8 +122,6 @@ class SemanticCheck:
             self._count("links_proved_by_listing")
             self._record_link(entry.path, info, str(info.digest).encode())
         else:
-            if entry.md5 is None:
-                self._count("links_without_md5")
             self._pool.submit(self._read_link, entry.path, info)
 
     def _read_link(self, path: str, info: tree.PathInfo) -> None:

@@ -19,6 +19,7 @@ from migrate import tree
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.sample import SampleRegistry
+from rgw import KMS_KEY_ID
 
 ROOT = "r"
 ALPINE = f"{tree.REPOSITORIES}library/alpine"
@@ -152,6 +153,13 @@ def test_links_listed_without_an_md5_are_read_and_the_report_says_so(registry, s
     assert f"link holds sha256:{'d' * 64}" in problems(report)
     text = regmig("verify", synced, "--endpoint-url", s3_endpoint, "--deep", "--sse", "aws:kms").stdout
     assert f"{len(links):,} link objects were listed without an MD5" in text
+    # With the source, the comparison reads them (as a plain verify does) and the report says so too.
+    kms = ("--sse", "aws:kms", "--sse-kms-key-id", KMS_KEY_ID)  # with a source, verify checks the settings apply
+    report, reads = deep_verify(s3_endpoint, registry.root, synced, extra=kms)
+    assert {p for p in reads if p.endswith("/link")} == links
+    assert report["deep_counts"]["links_without_md5"] == len(links)
+    assert any("listed without an MD5" in note for note in report["notes"])
+    assert f"link holds sha256:{'d' * 64}" in problems(report)
 
 
 def test_verify_records_its_phases(registry, synced, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
