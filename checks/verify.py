@@ -199,7 +199,11 @@ def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, d
     action, reason = decide(path, src, dst)
     if action is Action.CHECK:
         assert src is not None and dst is not None
-        pool.submit(_check_content, source, destination, path, dst, report, deep)
+        if source.is_local and dst.md5 is not None:
+            # A local read and an MD5: cheaper here than a hand-off to a worker (as in sync).
+            _check_content(source, destination, path, dst, report, deep)
+        else:
+            pool.submit(_check_content, source, destination, path, dst, report, deep)
         return
     if deep and dst is not None:
         deep(dst, None)
