@@ -55,6 +55,10 @@ _INSERT = {"blobs": "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
            "hashed": "INSERT OR IGNORE INTO hashed VALUES (?)"}
 _BATCH = 1000
 """Rows written (and read) per SQLite call: one call per row cost more than the listing itself."""
+INLINE_LIMIT = 1024 * 1024
+"""Blobs up to this size that the local source holds are read on the checking thread: a system call
+costs less than the hand-off to a worker. Larger ones, and those read from the service, go to the
+workers (hashing releases the GIL, so large blobs use every core)."""
 CONTENT_ADDRESSED_LINKS = frozenset({tree.Kind.LAYER_LINK, tree.Kind.REVISION_LINK, tree.Kind.TAG_INDEX_LINK})
 """Links that hold exactly the digest their path names."""
 BLOB_STORE = "(blob store)"
@@ -181,15 +185,23 @@ class SemanticCheck:
         manifests = "FROM links l JOIN blobs b ON b.digest = l.path_digest WHERE l.kind = 'REVISION_LINK'"
         self.report.begin_phase("reading manifests", self._scalar("SELECT COUNT(DISTINCT b.digest) " + manifests))
         with WorkerPool(self.options.workers) as pool:
-            for digest, md5 in self._rows("SELECT DISTINCT b.digest, b.md5 " + manifests):
-                pool.submit(self._parse_manifest, digest, md5)
+            for digest, size, md5 in self._rows("SELECT DISTINCT b.digest, b.size, b.md5 " + manifests):
+                data = self._from_source(digest, md5) if size <= INLINE_LIMIT else None
+                if data is not None:
+                    self._parse_manifest(digest, data)
+                else:
+                    pool.submit(self._read_manifest, digest, md5, size > INLINE_LIMIT)
         self._flush()
 
-    def _parse_manifest(self, digest: str, md5: str | None) -> None:
-        data = self._blob(digest, md5)
-        self.report.advance()
+    def _read_manifest(self, digest: str, md5: str | None, try_source: bool) -> None:
+        data = (self._from_source(digest, md5) if try_source else None) or self._read(tree.blob_path(digest))
         if data is None:
+            self.report.advance()
             return
+        self._parse_manifest(digest, data)
+
+    def _parse_manifest(self, digest: str, data: bytes) -> None:
+        self.report.advance()
         self._count("manifests_read")
         # Read whole anyway: hashing it here spares the blob hashing a second read.
         alg, _, expected = digest.partition(":")
@@ -233,32 +245,39 @@ class SemanticCheck:
         args = () if limit is None else (limit,)
         self.report.begin_phase("hashing blobs", self._scalar("SELECT COUNT(*) " + which, args))
         with WorkerPool(self.options.workers) as pool:
-            for digest, md5 in self._rows("SELECT digest, md5 " + which, args):
-                pool.submit(self._hash_blob, digest, md5)
+            for digest, size, md5 in self._rows("SELECT digest, size, md5 " + which, args):
+                if digest.partition(":")[0] not in hashlib.algorithms_available:
+                    self.report.advance()
+                    continue
+                hashed = self._hash_from_source(digest, md5) if size <= INLINE_LIMIT else None
+                if hashed is not None:
+                    self._check_hash(digest, hashed)
+                else:
+                    pool.submit(self._hash_blob, digest, md5, size > INLINE_LIMIT)
 
-    def _hash_blob(self, digest: str, md5: str | None) -> None:
-        self.report.advance()
-        alg, _, expected = digest.partition(":")
-        if alg not in hashlib.algorithms_available:
-            return
-        path = tree.blob_path(digest)
-        hashed = self._hash_from_source(path, alg, md5)
+    def _hash_blob(self, digest: str, md5: str | None, try_source: bool) -> None:
+        hashed = self._hash_from_source(digest, md5) if try_source else None
         if hashed is None:
             try:
-                hashed, _ = _hash(self.storage, path, alg)
+                hashed, _ = _hash(self.storage, tree.blob_path(digest), digest.partition(":")[0])
             except RegmigError as exc:
-                self._error(path, exc)
+                self.report.advance()
+                self._error(tree.blob_path(digest), exc)
                 return
-        self._count("blobs_hashed")
-        if hashed != expected:
-            self._finding(BLOB_STORE, None, digest, f"blob data does not hash to {digest}", path)
+        self._check_hash(digest, hashed)
 
-    def _hash_from_source(self, path: str, alg: str, md5: str | None) -> str | None:
+    def _check_hash(self, digest: str, hashed: str) -> None:
+        self.report.advance()
+        self._count("blobs_hashed")
+        if hashed != digest.partition(":")[2]:
+            self._finding(BLOB_STORE, None, digest, f"blob data does not hash to {digest}", tree.blob_path(digest))
+
+    def _hash_from_source(self, digest: str, md5: str | None) -> str | None:
         """The digest of the source file, when its MD5 is the one listed for the destination's object."""
         if self.source is None or md5 is None:
             return None
         try:
-            hashed, source_md5 = _hash(self.source, path, alg)
+            hashed, source_md5 = _hash(self.source, tree.blob_path(digest), digest.partition(":")[0])
         except RegmigError:
             return None  # not in the source (written since), or unreadable there: the destination decides
         if source_md5 != md5:
@@ -274,18 +293,18 @@ class SemanticCheck:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def _blob(self, digest: str, md5: str | None) -> bytes | None:
-        """A blob's bytes: the source file's when its MD5 is the one listed for the destination."""
-        path = tree.blob_path(digest)
-        if self.source is not None and md5 is not None:
-            try:
-                data = self.source.read(path)
-            except RegmigError:
-                data = None  # not in the source (written since), or unreadable there
-            if data is not None and hashlib.md5(data).hexdigest() == md5:
-                self._count("read_from_source")
-                return data
-        return self._read(path)
+    def _from_source(self, digest: str, md5: str | None) -> bytes | None:
+        """A blob's bytes from the source file, when its MD5 is the one listed for the destination."""
+        if self.source is None or md5 is None:
+            return None
+        try:
+            data = self.source.read(tree.blob_path(digest))
+        except RegmigError:
+            return None  # not in the source (written since), or unreadable there: the destination decides
+        if hashlib.md5(data).hexdigest() != md5:
+            return None
+        self._count("read_from_source")
+        return data
 
     def _read(self, path: str) -> bytes | None:
         try:
