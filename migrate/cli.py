@@ -26,12 +26,16 @@ import click
 from migrate import __version__, redact, render
 from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
                                  long_run_options, output_options, parse_size, report_format, report_paths,
-                                 request_options, resolve_locations, to_config_option, write_options)
+                                 request_options, resolve_locations, scale_options, to_config_option,
+                                 write_options)
 from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.runlog import RunLog
+from migrate.runners import Location
+from migrate.scaleout import layout
+from migrate.shardsync import sync_shard_elsewhere
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, exit_code, sync
 
@@ -197,6 +201,7 @@ def main() -> None:
 @write_options
 @chunk_size_option
 @request_options
+@scale_options
 @long_run_options
 @runs
 def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -224,10 +229,67 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             state_path=kw["state_path"],
             break_lock=kw["break_lock"],
         )
+        scale = layout(kw, Location(*source[:2]), Location(*destination[:2]), sync_shard_elsewhere)
         with progress(report, "sync", kw):
-            sync(src, dst, sync_options, report)
+            if scale.results:
+                from migrate import results
+
+                with open_location(scale.results, destination.options) as store:
+                    results.sync_shard_run(src, dst, sync_options, report, scale.shards[0], store)
+            else:
+                sync(src, dst, sync_options, report, shards=scale.shards, runner=scale.runner)
         summary = sync_summary(src, dst, sync_options, report)
+        if scale.results:
+            summary.update(shard=str(scale.shards[0]), results=scale.results)
         log.info("sync finished with exit code %d: %s", summary["exit_code"], json.dumps(summary["outcomes"]))
+    emit(summary, kw, render.sync_text)
+    return summary["exit_code"]
+
+
+@main.command("gather")
+@click.argument("locations", nargs=-1, metavar="SOURCE DESTINATION")
+@click.option("--results", "results_location", required=True, metavar="LOCATION",
+              help="Where the shards of the pass (sync --shard I/N --results LOCATION) recorded their results.")
+@click.option("--delete", is_flag=True,
+              help="Delete the shards' destination-only objects, once every shard ended clean.")
+@click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
+              help="Refuse to delete more than this many objects (all shards together); -1 lifts the limit.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
+@click.option("--allow-object-source-delete", is_flag=True,
+              help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
+@click.option("--allow-unrelated-source", is_flag=True,
+              help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE.")
+@click.option("--break-lock", is_flag=True,
+              help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
+@from_config_option
+@to_config_option
+@connection_options
+@request_options
+@long_run_options
+@runs
+def gather_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """Conclude a pass whose shards ran as separate jobs (sync --shard I/N --results LOCATION): one
+    report and verdict for the whole pass, then (--delete) the deletes.
+
+    Refuses (exit 1, nothing deleted) while any shard's result is missing, from another run, or
+    unclean, or when the destination was written since the shards ran. The delete guards apply
+    to the whole pass (--max-delete counts every shard's deletes).
+    """
+    from migrate import results
+
+    sides = resolve_locations(kw, locations, ("source", "destination"))
+    report = Report()
+    source, destination = sides["source"], sides["destination"]
+    options = SyncOptions(delete=kw["delete"], max_delete=kw["max_delete"], dry_run=kw["dry_run"],
+                          allow_object_source_delete=kw["allow_object_source_delete"],
+                          allow_unrelated_source=kw["allow_unrelated_source"], workers=kw["workers"],
+                          break_lock=kw["break_lock"])
+    with open_location(source.url, source.options) as src, open_location(destination.url, destination.options) as dst, \
+            open_location(kw["results_location"], destination.options) as store:
+        with progress(report, "sync", kw):
+            shards = results.gather(src, dst, options, report, store)
+        summary = {**sync_summary(src, dst, options, report), "command": "gather", "shards": shards,
+                   "results": kw["results_location"]}
     emit(summary, kw, render.sync_text)
     return summary["exit_code"]
 
