@@ -26,8 +26,8 @@ import click
 from migrate import __version__, redact, render
 from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
                                  long_run_options, output_options, parse_size, report_format, report_paths,
-                                 request_options, resolve_locations, scale_options, to_config_option,
-                                 write_options)
+                                 request_options, resolve_locations, scale_options, shard_job_options,
+                                 to_config_option, write_options)
 from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
 from migrate.progress import Progress
@@ -202,6 +202,7 @@ def main() -> None:
 @chunk_size_option
 @request_options
 @scale_options
+@shard_job_options
 @long_run_options
 @runs
 def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -229,7 +230,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             state_path=kw["state_path"],
             break_lock=kw["break_lock"],
         )
-        scale = layout(kw, Location(*source[:2]), Location(*destination[:2]), sync_shard_elsewhere)
+        scale = layout(kw, Location.of(*source[:2]), Location.of(*destination[:2]), sync_shard_elsewhere)
         with progress(report, "sync", kw):
             if scale.results:
                 from migrate import results
@@ -319,6 +320,7 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
 @to_config_option
 @connection_options
 @request_options
+@scale_options
 @long_run_options
 @runs
 def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -330,7 +332,7 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     when consistent, 1 when anything was found.
     """
     from checks.semantics import DeepOptions
-    from checks.verify import VerifyOptions, repair_commands, verdict, verify, withdraw_trust
+    from checks.verify import VerifyOptions, repair_commands, verdict, verify, verify_shard_elsewhere, withdraw_trust
 
     sides = resolve_locations(kw, locations, ("source", "destination"), optional=("source",))
     deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
@@ -339,9 +341,11 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options)) if "source" in sides else None
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
+        source = Location.of(*sides["source"][:2]) if "source" in sides else None
+        scale = layout(kw, source, Location.of(*sides["destination"][:2]), verify_shard_elsewhere)
         with progress(report, "verify", kw):
             result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
-                                                    deep=deep), report)
+                                                    deep=deep), report, shards=scale.shards, runner=scale.runner)
         summary = {
             "command": "verify", "source": src.url if src else None, "destination": dst.url,
             "destination_layout": dst.root_description,
@@ -420,6 +424,7 @@ def _fix_markers(storage: Storage, break_lock: bool, report: Report) -> dict[str
 @connection_options
 @write_options
 @request_options
+@scale_options
 @long_run_options
 @runs
 def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -440,8 +445,10 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options))
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
+        scale = layout(kw, Location.of(*sides["source"][:2]), Location.of(*sides["destination"][:2]),
+                       sync_shard_elsewhere, AreaReport)
         with progress(report, "plan", kw):
-            result = plan(src, dst, options, report)
+            result = plan(src, dst, options, report, shards=scale.shards, runner=scale.runner)
     summary = {"command": "plan", "source": src.url, "destination": dst.url,
                "destination_layout": dst.root_description, **result, **report.to_dict()}
     failed = report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) or summary["flags"]

@@ -96,18 +96,22 @@ scale_options = _apply([
     click.option("--shards", "shard_count", type=click.IntRange(1, 4096), default=None, metavar="N",
                  help="Cut the key space into N shards (default: 4 per process or Dask worker thread). Keep it "
                       "the same across passes so each shard's --state record is found."),
-    click.option("--shard", "shard_spec", metavar="I/N",
-                 help="Run only shard I of N (from 0), or auto/N inside an array job (JOB_COMPLETION_INDEX, "
-                      "AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID); its result goes to --results, and "
-                      "`regmig gather` concludes the pass."),
-    click.option("--results", "results_location", metavar="LOCATION",
-                 help="With --shard: where each shard records its result (a directory on shared storage, or "
-                      "s3://, gs://, azure:// outside the registry's docker/ tree)."),
     click.option("--dask", "dask_address", metavar="ADDRESS",
                  help="Run the shards as tasks on this dask.distributed scheduler (tcp://HOST:PORT); needs "
                       "`pip install 'regmig[dask]'` and a source every worker can read."),
 ])
-"""How a command's shards run: here, in processes, as one shard of an array job, or on Dask."""
+"""How a command's shards run: here, in worker processes, or on a Dask cluster (sync, verify, plan)."""
+
+shard_job_options = _apply([
+    click.option("--shard", "shard_spec", metavar="I/N",
+                 help="Run only shard I of N (from 0), or auto/N inside an array job (JOB_COMPLETION_INDEX, "
+                      "AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID); its result goes to --results, and "
+                      "`regmig gather` concludes the pass. Never deletes."),
+    click.option("--results", "results_location", metavar="LOCATION",
+                 help="With --shard: where each shard records its result (a directory on shared storage, or "
+                      "s3://, gs://, azure:// outside the registry's docker/ tree)."),
+])
+"""A shard of an array job (sync)."""
 
 
 def follow_symlinks_option(command: Callable[..., Any]) -> Callable[..., Any]:

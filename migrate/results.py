@@ -168,8 +168,10 @@ def sync_shard_run(source: Storage, destination: Storage, options: SyncOptions, 
             lease.refuse_if_held()  # a plain sync or a gather writing the whole destination
             held.enter_context(lease)
         if options.state_path:
-            held.enter_context(state.locked(state.shard_path(options.state_path, shard),
-                                            exclusive=not options.dry_run))
+            path = state.shard_path(options.state_path, shard)
+            held.enter_context(state.locked(path, exclusive=not options.dry_run))
+            state.check(path, state.identity(destination, options.include_uploads, shard),
+                        writing=not options.dry_run)
         run = join(results, source, destination, shard.count, options)
         token, template = begin(source, destination, options, report, moved=(run.token, run.previous), only=shard)
         task = replace(template, keep_candidates=True).for_shard(shard)

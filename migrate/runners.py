@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -42,6 +43,11 @@ class Location:
 
     url: str
     options: LocationOptions
+
+    @classmethod
+    def of(cls, url: str, options: LocationOptions) -> Location:
+        """A path made absolute: another process may start in another directory."""
+        return cls(url if "://" in url else os.path.abspath(url), options)
 
     def open(self) -> Storage:
         return open_location(self.url, self.options)

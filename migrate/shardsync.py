@@ -219,16 +219,10 @@ def _doubt(record: state.Record, previous: str | None) -> str | None:
     return None
 
 
-def walks(source: Storage, destination: Storage, shard: Shard, on_problem: Callable[[str, str], None],
-          hash_limit: int = 0) -> tuple[Iterator[Entry], Iterator[Entry]]:
-    """The shard's part of each side, in byte order: a local tree walked on threads where that pays
+def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None = None,
+               hash_limit: int = 0) -> Iterator[Entry]:
+    """The shard's part of one side, in byte order: a local tree walked on threads where that pays
     (``source_walk``), an object store listed on ``LISTING_THREADS`` threads."""
-    return (_walk(source, shard, on_problem, hash_limit),
-            _walk(destination, shard, None, 0))
-
-
-def _walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None,
-          hash_limit: int) -> Iterator[Entry]:
     if storage.is_local:
         return source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
                            hash_limit=hash_limit)
@@ -241,13 +235,14 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
     """``hash_limit``: hashing small files in the walk pays when they are compared; into an empty
     destination every one is uploaded (read once, then) or, in a dry run, not read at all."""
     copier = Copier(source, destination, dry_run=task.dry_run, small_limit=task.small_limit)
-    walk, listing = walks(source, destination, task.shard, report.problem, hash_limit)
+    walk = shard_walk(source, task.shard, report.problem, hash_limit)
     walked: Iterable[Entry] = walk if task.stamps else _unstamped(walk)
     source_entries = read_ahead(registry_entries(
         walked, include_uploads=task.include_uploads, skip_markers=True,
         on_excluded=lambda e: report.add(Result(Outcome.NOT_COPIED, e.path, e.size, tree.classify(e.path).kind.value))))
     destination_entries = read_ahead(record.entries() if record is not None else
-                                     registry_entries(listing, include_uploads=task.include_uploads,
+                                     registry_entries(shard_walk(destination, task.shard),
+                                                      include_uploads=task.include_uploads,
                                                       skip_markers=False))
     remember = writer.add if writer else (lambda entry: None)
     spool = task.delete or task.keep_candidates

@@ -196,6 +196,16 @@ class Record:
                            f"run again without it")
 
 
+def check(path: str, ident: dict[str, object], *, writing: bool) -> None:
+    """Refuse (exit 2) a record that belongs to another destination, or (``writing``) a directory
+    where no new record can be written, before a pass changes anything (its token included)."""
+    if writing:
+        StateWriter(path).discard()
+    record = open_state(path, ident)
+    if record is not None:
+        record.close()
+
+
 def open_state(path: str, ident: dict[str, object]) -> Record | None:
     """The record at ``path`` (header read, identity checked), or None when there is none."""
     try:

@@ -96,8 +96,10 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
             Lease(destination, "sync", break_lock=options.break_lock, note=report.note))
         if options.state_path:
             for shard in shards:
-                held.enter_context(state.locked(state.shard_path(options.state_path, shard),
-                                                exclusive=not options.dry_run))
+                path = state.shard_path(options.state_path, shard)
+                held.enter_context(state.locked(path, exclusive=not options.dry_run))
+                state.check(path, state.identity(destination, options.include_uploads, shard),
+                            writing=not options.dry_run)
         runner = runner or Here()
         token, template = begin(source, destination, options, report)
         tasks = [template.for_shard(shard, runner.concurrency) for shard in shards]
