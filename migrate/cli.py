@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from migrate import __version__, redact, render
 from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
@@ -293,6 +294,84 @@ def gather_command(locations: tuple[str, ...], **kw: Any) -> int:
                    "results": kw["results_location"]}
     emit(summary, kw, render.sync_text)
     return summary["exit_code"]
+
+
+@main.command("k8s-job", context_settings={"ignore_unknown_options": True})
+@click.argument("arguments", nargs=-1, metavar="SOURCE DESTINATION [-- SYNC-OPTIONS...]")
+@click.option("--image", required=True, help="The container image with regmig installed (pip install regmig).")
+@click.option("--shards", "shard_count", default=8, show_default=True, type=click.IntRange(1, 4096),
+              help="Shards of the pass: the Job's completions and parallelism.")
+@click.option("--results", "results_location", required=True, metavar="LOCATION",
+              help="Where the shards record their results: s3://, gs://, azure:// (outside docker/), or a "
+                   "directory on --results-claim.")
+@click.option("--source-claim", metavar="CLAIM",
+              help="The PersistentVolumeClaim holding the registry's root, mounted read-only at SOURCE.")
+@click.option("--results-claim", metavar="CLAIM", help="A ReadWriteMany claim mounted at a directory --results.")
+@click.option("--secret", metavar="NAME",
+              help="A Secret whose keys become the pods' environment (AWS_ACCESS_KEY_ID, "
+                   "AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_CONNECTION_STRING...).")
+@click.option("--name", default="regmig-sync", show_default=True, help="The Job's name (the gather Job adds -gather).")
+@click.option("--namespace", help="The namespace to run in.")
+@click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
+@click.option("--memory", default="1Gi", show_default=True, help="Memory request and limit per pod.")
+@click.option("--backoff-limit-per-index", default=3, show_default=True, type=click.IntRange(0),
+              help="Times a failed shard's pod is retried (alone; a retry resumes).")
+@click.option("--delete", is_flag=True, help="The gather Job deletes destination-only objects (sync --delete).")
+@click.option("--gather", "print_gather", is_flag=True,
+              help="Print the gather Job (apply it once the shard Job has completed) instead of the shard Job.")
+@runs
+def k8s_job_command(arguments: tuple[str, ...], **kw: Any) -> int:
+    """Print a Kubernetes Indexed Job that runs a sync pass as N shards, one pod per shard (regmig sync
+    ... --shard auto/N), and with --gather the Job that concludes it (regmig gather).
+
+    Options for the sync go after the locations, behind "--" (for example -- --endpoint-url URL
+    --state /results/state); the connection and request options among them go to gather too.
+    Apply the shard Job, wait for it (kubectl wait --for=condition=complete job/NAME), then apply
+    the gather Job.
+    """
+    import yaml
+
+    from migrate import k8s
+
+    if len(arguments) < 2:
+        raise BadInput("expected SOURCE DESTINATION, then (after --) the sync options")
+    source, destination, *extra = arguments
+    sync_args, gather_args = _split_sync_options(source, destination, extra)
+    if kw["delete"]:
+        gather_args.append("--delete")
+    spec = k8s.JobSpec(name=kw["name"], image=kw["image"], source=source, destination=destination,
+                       shards=kw["shard_count"], results=kw["results_location"], source_claim=kw["source_claim"],
+                       secret=kw["secret"], results_claim=kw["results_claim"], sync_args=tuple(sync_args),
+                       gather_args=tuple(gather_args), namespace=kw["namespace"], cpu=kw["cpu"],
+                       memory=kw["memory"], backoff_per_index=kw["backoff_limit_per_index"])
+    manifest = k8s.gather_job(spec) if kw["print_gather"] else k8s.shard_job(spec)
+    then = ("after the shard Job has completed" if kw["print_gather"] else
+            "then, once complete: regmig k8s-job ... --gather | kubectl apply -f -")
+    click.echo(f"# regmig {__version__}: {spec.shards} shards of a sync pass; {then}")
+    click.echo(yaml.safe_dump(manifest, sort_keys=False), nl=False)
+    return 0
+
+
+def _split_sync_options(source: str, destination: str, extra: list[str]) -> tuple[list[str], list[str]]:
+    """The sync options as given (checked by sync's own parser: a typo is bad input now, not in N
+    pods), and those of them that gather takes too."""
+    if "--shard" in extra or "--results" in extra or any(arg.startswith(("--shard=", "--results=")) for arg in extra):
+        raise BadInput("k8s-job sets --shard and --results itself: leave them out of the sync options")
+    try:
+        context = sync_command.make_context("sync", [source, destination, *extra])
+    except click.UsageError as exc:
+        raise BadInput(f"the sync options: {exc.format_message()}") from exc
+    gather_names = {param.name for param in gather_command.params}
+    shared = []
+    for param in sync_command.params:
+        if not isinstance(param, click.Option) or param.name not in gather_names or param.name in (
+                "delete", "max_delete", "dry_run", "results_location"):
+            continue
+        if context.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = context.params[param.name]
+        shared += [param.opts[0]] if param.is_flag else [param.opts[0], str(value)]
+    return list(extra), shared
 
 
 def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Report) -> dict[str, Any]:
