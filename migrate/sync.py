@@ -272,11 +272,10 @@ def _delete_extras(outcomes: Sequence[ShardOutcome], options: SyncOptions, copie
         refusal = "the source walk found nothing to copy"
     elif report.count(PathList.PROBLEMS):
         refusal = f"the source walk passed over {report.count(PathList.PROBLEMS):,} entries"
+    elif stopped := [str(outcome.shard) for outcome in outcomes if outcome.error]:
+        refusal = f"shard {', '.join(stopped)} stopped before its end"
     elif report.count(PathList.FAILURES):
         refusal = f"{report.count(PathList.FAILURES):,} objects failed to copy"
-        if any(outcome.error for outcome in outcomes):
-            stopped = [str(outcome.shard) for outcome in outcomes if outcome.error]
-            refusal = f"shard {', '.join(stopped)} stopped before its end; {refusal}"
     elif shrunk := _shrunk(outcomes):
         refusal = shrunk
     elif lease is not None and lease.lost:
