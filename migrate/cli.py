@@ -25,9 +25,9 @@ import click
 from click.core import ParameterSource
 
 from migrate import __version__, redact, render
-from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
-                                 long_run_options, output_options, parse_size, report_format, report_paths,
-                                 request_options, resolve_locations, scale_options, shard_job_options,
+from migrate.cli_options import (chunk_size_option, connection_options, delete_guard_options, follow_symlinks_option,
+                                 from_config_option, long_run_options, output_options, parse_size, report_format,
+                                 report_paths, request_options, resolve_locations, scale_options, shard_job_options,
                                  to_config_option, write_options)
 from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
@@ -180,22 +180,15 @@ def main() -> None:
 @main.command("sync")
 @click.argument("locations", nargs=-1, metavar="SOURCE DESTINATION")
 @click.option("--delete", is_flag=True, help="Delete destination-only objects under the root, after a clean pass.")
-@click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
-              help="Refuse to delete more than this many objects; -1 lifts the limit.")
+@delete_guard_options
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
-@click.option("--allow-object-source-delete", is_flag=True,
-              help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
-@click.option("--allow-unrelated-source", is_flag=True,
-              help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE.")
 @click.option("--into-populated-directory", is_flag=True,
               help="Allow a DESTINATION directory that already holds a registry (a rollback onto the old root).")
 @follow_symlinks_option
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Record what DESTINATION holds after a clean pass; the next pass reads FILE instead of "
                    "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
-@click.option("--break-lock", is_flag=True,
-              help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
 @from_config_option
 @to_config_option
 @connection_options
@@ -254,15 +247,8 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
               help="Where the shards of the pass (sync --shard I/N --results LOCATION) recorded their results.")
 @click.option("--delete", is_flag=True,
               help="Delete the shards' destination-only objects, once every shard ended clean.")
-@click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
-              help="Refuse to delete more than this many objects (all shards together); -1 lifts the limit.")
+@delete_guard_options
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
-@click.option("--allow-object-source-delete", is_flag=True,
-              help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
-@click.option("--allow-unrelated-source", is_flag=True,
-              help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE.")
-@click.option("--break-lock", is_flag=True,
-              help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
 @from_config_option
 @to_config_option
 @connection_options

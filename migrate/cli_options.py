@@ -89,6 +89,20 @@ request_options = _apply([
 """How hard a command that sends many requests may press the service."""
 
 
+delete_guard_options = _apply([
+    click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
+                 help="Refuse to delete more than this many objects (all shards of the pass together); -1 lifts "
+                      "the limit."),
+    click.option("--allow-object-source-delete", is_flag=True,
+                 help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry."),
+    click.option("--allow-unrelated-source", is_flag=True,
+                 help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE."),
+    click.option("--break-lock", is_flag=True,
+                 help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is "
+                      "dead)."),
+])
+"""The guards on a pass's deletes, wherever the pass concludes (sync, gather)."""
+
 scale_options = _apply([
     click.option("--processes", type=click.IntRange(1, 256), default=None, metavar="N",
                  help="Run the shards in N worker processes on this machine (one report, deletes only after "
