@@ -3,10 +3,11 @@ the same merge as sync, markers, and (``--deep``) the registry's own semantics."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.after_cutover import Cutover
 from checks.markers import Marker, MarkerFinder
 from checks.semantics import DeepOptions, SemanticCheck
 from migrate import generation, guards, tree
@@ -24,12 +25,18 @@ from migrate.storage.base import Entry, Storage
 from migrate.sync import preflight, run_shards
 from migrate.transfer import WorkerPool, attempt
 
+DeepSink = Callable[[Entry, "bytes | None"], None]
+"""The deep check's intake: a destination entry, and its bytes when proved equal to the source's."""
 
 @dataclass(frozen=True)
 class VerifyOptions:
     include_uploads: bool = False
     workers: int = 64
     deep: DeepOptions | None = None
+    cutover: float | None = None
+    """--cutover-time (POSIX seconds): the registry has served from the destination read-write since."""
+    strict: bool = False
+    """With ``cutover``: links gone since that cannot be told from lost ones fail the run."""
 
 
 @dataclass
@@ -89,6 +96,8 @@ class VerifyTask:
     workers: int
     token_data: bytes | None
     """The destination's generation token as stored: a known content for ``calibrate_md5``."""
+    cutover: float | None = None
+    strict: bool = False
 
 
 def verify(source: Storage | None, destination: Storage, options: VerifyOptions, report: Report, *,
@@ -97,30 +106,41 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     as ``shards`` run by ``runner`` (default: here), their counts added up."""
     if source is not None:
         preflight(source, destination)
+    elif options.cutover is not None:
+        raise BadInput("--cutover-time needs SOURCE: it proves the destination against the source as frozen")
     else:
         destination.check_reachable()
     guards.require_registry_data(destination)
-    if options.deep and len(shards) > 1:
+    if options.deep and (len(shards) > 1 or runner is not None):  # its check lives in this process
         raise BadInput("--deep follows references across the whole tree (a manifest's blobs lie in other "
                        "shards): run it as one shard, without --processes, --shards or --dask (its listings "
                        "still run on several threads)")
     token = generation.current(destination)  # an object of known content: are listed MD5s content MD5s?
     destination.calibrate_md5((generation.PATH, token.data) if token else None)
-    semantics = SemanticCheck(destination, options.deep) if options.deep else None
+    semantics = SemanticCheck(destination, options.deep, report, source) if options.deep else None
     runner = runner or Here()
     tasks = [VerifyTask(shard, options.include_uploads, -(-options.workers // runner.concurrency),
-                        token.data if token else None) for shard in shards]
+                        token.data if token else None, options.cutover, options.strict) for shard in shards]
+    report.begin_phase("listing and comparing")
     outcomes = run_shards(runner, tasks, report,
                           lambda task, shard_report: verify_shard(source, destination, task, shard_report, semantics))
     counts, checked = Counts(), Checked()
+    cutover = Cutover(options.cutover, options.strict) if options.cutover is not None else None
     for outcome in outcomes:
         counts.add(outcome.result.get("counts", {}))
         for name, value in outcome.result.get("checked", {}).items():
             checked.counts[name] += value
+        if cutover:
+            cutover.untimed += outcome.result.get("untimed", 0)
     findings = semantics.finish() if semantics else []
     for error in semantics.errors if semantics else []:
         report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
-    return {"counts": counts.__dict__, "checked": checked.counts, "findings": findings}
+    if cutover:
+        cutover.note(report)
+    report.end_phases()
+    return {"counts": counts.__dict__, "checked": checked.counts, "findings": findings,
+            "deep_counts": semantics.counts.__dict__ if semantics else None,
+            "cutover": cutover.to_dict() if cutover else None}
 
 
 def verify_shard_elsewhere(source: Storage | None, destination: Storage, task: VerifyTask,
@@ -137,13 +157,12 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
     counts = Counts()
     checked = Checked()
     finder = MarkerFinder()
+    cutover = Cutover(task.cutover, task.strict) if task.cutover is not None else None
 
-    def markers_and_semantics(entry: Entry) -> bool:
-        """Feed one destination entry to the marker finder and the deep check; True for a marker."""
+    def is_registry_marker(entry: Entry) -> bool:
+        """Feed one destination entry to the marker finder; True for a marker (counted apart)."""
         for marker in finder.see(entry):
             _record_marker(marker, counts, report)
-        if semantics and not tree.is_marker(entry.path, entry.size):
-            semantics.see(entry)
         return tree.is_registry_marker(entry.path, entry.size)  # another tool's folder is foreign data
 
     destination_entries = read_ahead(registry_entries(shard_walk(destination, task.shard),
@@ -151,11 +170,14 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
     if source is None:
         for entry in destination_entries:
             report.examined_one(entry.path)
-            if not markers_and_semantics(entry):
+            if not is_registry_marker(entry):
                 _count_destination(entry.path, counts, checked)
+                if semantics:
+                    semantics.see(entry)
     else:
         source_entries = read_ahead(registry_entries(shard_walk(source, task.shard, report.problem),
                                                      include_uploads=task.include_uploads, skip_markers=True))
+        deep = semantics.see if semantics else None
         with WorkerPool(task.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one(path)
@@ -163,16 +185,21 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
                     counts.source_files += 1
                 elif src is not None:
                     counts.source_outside_registry += 1
-                if dst is not None and markers_and_semantics(dst):
+                if dst is not None and is_registry_marker(dst):
                     continue  # counted apart; a source never holds markers (its walk skips them)
                 if dst is not None:
                     _count_destination(path, counts, checked)
-                _compare(path, src, dst, source, destination, pool, report)
+                if cutover and cutover.settles(path, src, dst, destination, pool, report):
+                    if deep and dst is not None:
+                        deep(dst, None)
+                    continue
+                _compare(path, src, dst, source, destination, pool, report, deep)
     for marker in finder.finish():
         _record_marker(marker, counts, report)
     if task.shard.count == 1:
         report.listing_finished = True
-    return ShardOutcome(task.shard, result={"counts": counts.__dict__, "checked": checked.counts})
+    return ShardOutcome(task.shard, result={"counts": counts.__dict__, "checked": checked.counts,
+                                            "untimed": cutover.untimed if cutover else 0})
 
 
 def _count_destination(path: str, counts: Counts, checked: Checked) -> None:
@@ -189,8 +216,18 @@ def _record_marker(marker: Marker, counts: Counts, report: Report) -> None:
 
 
 def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, destination: Storage,
-             pool: WorkerPool, report: Report) -> None:
+             pool: WorkerPool, report: Report, deep: DeepSink | None) -> None:
     action, reason = decide(path, src, dst)
+    if action is Action.CHECK:
+        assert src is not None and dst is not None
+        if source.is_local and dst.md5 is not None:
+            # A local read and an MD5: cheaper here than a hand-off to a worker (as in sync).
+            report.add_all(_check_content(path, dst, source, destination, report, deep))
+        else:
+            pool.submit(_check_content, path, dst, source, destination, report, deep)
+        return
+    if deep and dst is not None:
+        deep(dst, None)
     if action is Action.UPLOAD:
         report.listed({Reason.MISSING: PathList.MISSING, Reason.SIZE: PathList.SIZE_DIFFERS}.get(
             reason, PathList.CONTENT_DIFFERS), path)
@@ -198,17 +235,20 @@ def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, d
         report.listed(PathList.EXTRA, path)
     elif action is Action.KEEP:
         report.listed(PathList.OUTSIDE, path)
-    elif action is Action.CHECK:
-        assert src is not None and dst is not None
-        pool.submit(_check_content, path, dst, source, destination, report)
 
 
-def _check_content(path: str, dst: Entry, source: Storage, destination: Storage, report: Report) -> list[Result]:
-    """A difference is listed, not counted as an outcome; a failure to read comes back as a result."""
+def _check_content(path: str, dst: Entry, source: Storage, destination: Storage, report: Report,
+                   deep: DeepSink | None) -> list[Result]:
+    """Same size: compare content (a difference is listed, a failure to read comes back as a result).
+    The deep check then takes the bytes found equal to the source's (no read of its own), or, when
+    they differ or could not be compared, decides for itself."""
     compared, failure = attempt(path, dst.size, Reason.CONTENT.value,
                                 lambda: content_matches(source, destination, path, dst))
-    if compared is not None and not compared[0]:
+    same = compared is not None and compared[0]
+    if compared is not None and not same:
         report.listed(PathList.CONTENT_DIFFERS, path)
+    if deep:
+        deep(dst, compared[1] if compared is not None and same else None)
     return [failure] if failure else []
 
 
@@ -244,6 +284,11 @@ def verdict(summary: dict[str, Any]) -> int:
     bad = [name for name in (*DIFFERENCES, PathList.MARKERS, PathList.FAILURES, PathList.PROBLEMS, PathList.VANISHED)
            if lists.get(name.value, {}).get("count")]
     counts = summary["counts"]
-    count_mismatch = summary.get("source") is not None and counts["source_files"] != counts["destination_objects"]
+    cutover = summary.get("cutover")
+    if cutover and cutover["strict"] and lists.get(PathList.GONE_OR_LOST.value, {}).get("count"):
+        bad.append(PathList.GONE_OR_LOST)
+    # After a cut-over the registry's own writes and deletes change the counts; each object is settled above.
+    count_mismatch = summary.get("source") is not None and not cutover and \
+        counts["source_files"] != counts["destination_objects"]
     empty = counts["destination_objects"] == 0
     return 1 if bad or summary["findings"] or count_mismatch or empty else 0

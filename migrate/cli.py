@@ -380,6 +380,11 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
 @click.option("--hash-limit", default="64MiB", show_default=True, help="With --deep, hash blobs up to this size.")
 @click.option("--hash-all", is_flag=True, help="With --deep, hash every blob whatever its size.")
 @click.option("--include-uploads", is_flag=True, help="Also compare _uploads (excluded by default, as in sync).")
+@click.option("--cutover-time", metavar="TIME",
+              help="The registry has served from DESTINATION read-write since TIME (ISO 8601 UTC, e.g. "
+                   "2026-11-22T07:00:00Z): objects written since are its own, older ones must match SOURCE.")
+@click.option("--strict", is_flag=True,
+              help="With --cutover-time, fail (exit 1) on links gone since that no delete marker explains.")
 @follow_symlinks_option
 @from_config_option
 @to_config_option
@@ -393,11 +398,17 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
 
     Prints the documented object-count check (excluding _uploads), what it checked (repositories,
     tags, manifests, blobs, links), then every object missing, extra, of another size or other
-    content, and zero-byte markers. With one location, checks that location alone. Exit 0 only
-    when consistent, 1 when anything was found.
+    content, and zero-byte markers. With one location, checks that location alone. With
+    --cutover-time, proves the copy after the registry was switched over to DESTINATION (see
+    runbooks/verification.md). Exit 0 only when consistent, 1 when anything was found.
     """
     from checks.semantics import DeepOptions
+    from checks.after_cutover import parse_cutover_time
     from checks.verify import VerifyOptions, repair_commands, verdict, verify, verify_shard_elsewhere, withdraw_trust
+
+    if kw["strict"] and kw["cutover_time"] is None:
+        raise BadInput("--strict needs --cutover-time")
+    cutover = parse_cutover_time(kw["cutover_time"]) if kw["cutover_time"] is not None else None
 
     sides = resolve_locations(kw, locations, ("source", "destination"), optional=("source",))
     deep = DeepOptions(hash_limit=None if kw["hash_all"] else parse_size(kw["hash_limit"]),
@@ -410,7 +421,8 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
         scale = layout(kw, source, Location.of(*sides["destination"][:2]), verify_shard_elsewhere)
         with progress(report, "verify", kw):
             result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
-                                                    deep=deep), report, shards=scale.shards, runner=scale.runner)
+                                                    deep=deep, cutover=cutover, strict=kw["strict"]), report,
+                            shards=scale.shards, runner=scale.runner)
         summary = {
             "command": "verify", "source": src.url if src else None, "destination": dst.url,
             "destination_layout": dst.root_description,

@@ -1,8 +1,10 @@
-"""``regmig plan``: what a sync would do now, per area of the tree, and how long the final
-read-only pass would take, from rates measured in this run."""
+"""``regmig plan``: what a sync would do now, per area of the tree, and how long the read-only
+window would take (the final pass and the proof that follows it), from rates measured in this run."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,10 @@ from migrate.runners import Runner
 from migrate.shards import WHOLE, Shard
 from migrate.storage.base import Storage
 from migrate.sync import SyncOptions, sync
+
+
+LISTING_SAMPLE = 20_000
+"""Destination keys listed to time the listing the proof depends on: twenty pages, a few seconds."""
 
 
 def area(path: str) -> str:
@@ -96,11 +102,22 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
         probe = probe_writes(destination)
         requests = pending.count + deletes.count
         transfer = requests * probe.small_write_seconds / options.workers + pending.bytes / probe.bytes_per_second
+        final_pass = scan_seconds + transfer
+        # After the final pass the destination holds what the source holds; verify lists all of it
+        # and walks the source (as this run did), whichever takes longer.
+        objects = report.tally(Outcome.SKIPPED).count + pending.count
+        rate = listing_rate(destination)
+        proof = max(objects / rate if rate else 0.0, scan_seconds)
         estimate.update(
             small_write_seconds=round(probe.small_write_seconds, 4),
             write_bytes_per_second=round(probe.bytes_per_second),
-            read_only_window_seconds=round(scan_seconds + transfer, 1),
-            assumes="the final pass lists and compares as fast as this run, and nothing else changes before it",
+            listing_objects_per_second=round(rate) if rate else None,
+            objects_after_final_pass=objects,
+            final_pass_seconds=round(final_pass, 1),
+            proof_seconds=round(proof, 1),
+            read_only_window_seconds=round(final_pass + proof, 1),
+            assumes="the final pass lists and compares as fast as this run, verify lists the destination as fast "
+                    "as its first keys listed here, and nothing else changes before it",
         )
     return {
         "areas": {name: {outcome.value: tally.to_dict()
@@ -109,3 +126,12 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
         "flags": flags,
         "estimate": estimate,
     }
+
+
+def listing_rate(destination: Storage) -> float | None:
+    """Objects per second listed from the destination, over its first ``LISTING_SAMPLE`` keys
+    (None when it holds none): the rate at which verify, which lists it all, will go."""
+    started = time.monotonic()
+    listed = sum(1 for _ in itertools.islice(destination.walk(), LISTING_SAMPLE))
+    elapsed = time.monotonic() - started
+    return listed / elapsed if listed and elapsed > 0 else None

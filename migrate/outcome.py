@@ -56,6 +56,12 @@ class PathList(enum.Enum):
     CONTENT_DIFFERS = "content differs"
     OUTSIDE = "outside the registry tree"
     MARKERS = "markers"
+    WRITTEN_AFTER_CUTOVER = "written after the cut-over"
+    """verify --cutover-time: objects the registry wrote since (its own)."""
+    DELETED_AFTER_CUTOVER = "deleted after the cut-over"
+    """Links the registry deleted since: a delete marker after the cut-over tells."""
+    GONE_OR_LOST = "deleted after the cut-over, or lost"
+    """Links gone where nothing tells deleted from lost: a warning, a failure with --strict."""
 
 
 DIFFERENCES = (PathList.MISSING, PathList.EXTRA, PathList.SIZE_DIFFERS, PathList.CONTENT_DIFFERS)

@@ -122,7 +122,18 @@ def verify_text(summary: dict[str, Any]) -> str:
                    f"{defects:,} registry defects, {lists.get(PathList.FAILURES.value, {}).get('count', 0):,} errors")
     lines = [verdict, f"  {summary['source'] or '(no source)'} -> {summary['destination']}",
              f"  destination layout: {summary['destination_layout']}"]
-    if summary["source"]:
+    cutover = summary.get("cutover")
+    if summary["source"] and cutover:
+        lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, "
+                     f"destination {counts['destination_objects']:,} objects (the registry writes it since the "
+                     f"cut-over: each object is settled one by one)")
+        def listed(name: PathList) -> int:
+            return int(lists.get(name.value, {}).get("count", 0))
+
+        lines.append(f"  cut-over at {cutover['time']}: {listed(PathList.WRITTEN_AFTER_CUTOVER):,} objects written "
+                     f"since (the registry's own), {listed(PathList.DELETED_AFTER_CUTOVER):,} links deleted since, "
+                     f"{listed(PathList.GONE_OR_LOST):,} gone that nothing tells apart")
+    elif summary["source"]:
         match = "match" if counts["source_files"] == counts["destination_objects"] else "MISMATCH"
         lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, "
                      f"destination {counts['destination_objects']:,} objects: {match}")
@@ -136,10 +147,17 @@ def verify_text(summary: dict[str, Any]) -> str:
     if summary.get("checked"):
         lines.append("  checked: " + checked_line(summary["checked"]))
     lines += path_lists(lists, [*DIFFERENCES, PathList.MARKERS, PathList.FAILURES, PathList.PROBLEMS,
-                                PathList.VANISHED])
+                                PathList.VANISHED, PathList.GONE_OR_LOST])
     if summary["deep"]:
         lines.append(f"registry semantics ({summary['deep']}): "
                      + ("consistent" if not summary["findings"] else f"{defects:,} defects"))
+        proof = summary["deep_counts"]
+        read = proof["manifests_read"] + proof["blobs_hashed"]
+        lines.append(f"  links: {proof['links_proved_by_listing'] + proof['links_proved_by_source']:,} proved by "
+                     f"their listed MD5, {proof['links_read']:,} read")
+        lines.append(f"  blobs: {proof['manifests_read']:,} manifests read and hashed, {proof['blobs_hashed']:,} more "
+                     f"blobs hashed; {proof['read_from_source']:,} of these {read:,} from the source's files, "
+                     f"their MD5 the one the destination lists")
         for group in summary["findings"]:
             tags = f" (tags affected: {', '.join(group['tags'])})" if group["tags"] else ""
             lines.append(f"  {group['repository']}{tags}:")
@@ -212,8 +230,13 @@ def plan_text(summary: dict[str, Any]) -> str:
     if "read_only_window_seconds" in estimate:
         lines.append(f"  measured writes: {estimate['small_write_seconds'] * 1000:.0f} ms per small object, "
                      f"{human_bytes(estimate['write_bytes_per_second'])}/s")
-        lines.append(f"estimated read-only window for the final sync --delete: "
-                     f"{estimate['read_only_window_seconds']:,.0f} s (assumes {estimate['assumes']})")
+        rate = estimate["listing_objects_per_second"]
+        lines.append(f"  measured listing: {rate:,} objects/s" if rate else "  measured listing: nothing to list yet")
+        lines.append(f"estimated read-only window: {estimate['read_only_window_seconds']:,.0f} s = final sync --delete "
+                     f"{estimate['final_pass_seconds']:,.0f} s + verify {estimate['proof_seconds']:,.0f} s "
+                     f"({estimate['objects_after_final_pass']:,} objects; assumes {estimate['assumes']})")
+        lines.append(f"  with verify --cutover-time after the switch (runbooks/verification.md): "
+                     f"{estimate['final_pass_seconds']:,.0f} s")
     for flag in summary["flags"]:
         lines.append(f"FLAG: {flag}")
     lines += path_lists(summary["lists"], [PathList.FAILURES, PathList.PROBLEMS])

@@ -93,6 +93,29 @@ class BoundedPaths:
         return {"count": self.count, "listed": self.items, "truncated": self.count > len(self.items)}
 
 
+@dataclass
+class Phase:
+    """One stage of a command (verify: listing and comparing, reading manifests, ...): how far it got."""
+
+    name: str
+    started: float
+    total: int | None = None
+    """Items the stage will take, when known before it starts."""
+    done: int = 0
+    seconds: float | None = None
+    """Set when the stage ended."""
+
+    def label(self) -> str:
+        """The stage as the progress display names it: with how far it got, when that is known."""
+        if self.total is not None:
+            return f"{self.name} {self.done:,}/{self.total:,}"
+        return f"{self.name} {self.done:,}" if self.done else self.name
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        seconds = self.seconds if self.seconds is not None else now - self.started
+        return {"phase": self.name, "seconds": round(seconds, 3), "items": self.done, "total": self.total}
+
+
 class Report:
     """Counts what happened, by outcome and reason; thread-safe."""
 
@@ -100,7 +123,6 @@ class Report:
         self._lock = threading.Lock()
         self.started = time.monotonic()
         self.started_wall = time.time()
-        self._phases: list[tuple[str, float]] = []
         self.outcomes: dict[Outcome, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
         self.lists: dict[PathList, BoundedPaths] = defaultdict(BoundedPaths)
         self.examined = 0
@@ -113,20 +135,21 @@ class Report:
         self.delete_refusal: str | None = None
         self._estimate = WalkEstimate()
         self._shards = _Shards()
+        self.phases: list[Phase] = []
 
     @property
     def phase(self) -> str:
-        """What the command is doing now (``copying``, ``deleting``...), for the progress display;
-        empty before the first phase. Each change is timed for the report's ``phases``."""
-        with self._lock:
-            return self._phases[-1][0] if self._phases else ""
+        """What the command is doing now (``copying``, ``deleting``...), for the progress display:
+        the running stage with how far it got; empty before the first and after the last."""
+        phase = self.current_phase()
+        return phase.label() if phase else ""
 
     @phase.setter
     def phase(self, name: str) -> None:
-        with self._lock:
-            if not self._phases or self._phases[-1][0] != name:
-                self._phases.append((name, time.monotonic()))
-        log.info("phase: %s", name)
+        """Start stage ``name`` unless it is the one running (each stage is timed for ``phases``)."""
+        current = self.current_phase()
+        if current is None or current.name != name:
+            self.begin_phase(name)
 
     def examined_one(self, path: str | None = None) -> None:
         """One more object examined; its path (in walk order) lets the totals be estimated."""
@@ -134,6 +157,35 @@ class Report:
             self.examined += 1
             if path is not None:
                 self._estimate.see(path)
+
+    def begin_phase(self, name: str, total: int | None = None) -> None:
+        """End the current stage (if any) and start the next; renderers show the last one."""
+        with self._lock:
+            now = time.monotonic()
+            self._end_phase(now)
+            self.phases.append(Phase(name, now, total))
+        log.info("phase: %s%s", name, f" ({total:,} items)" if total is not None else "")
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            if self.phases:
+                self.phases[-1].done += count
+
+    def end_phases(self) -> None:
+        with self._lock:
+            self._end_phase(time.monotonic())
+
+    def current_phase(self) -> Phase | None:
+        """A copy of the running stage, or None when none runs."""
+        with self._lock:
+            if not self.phases or self.phases[-1].seconds is not None:
+                return None
+            phase = self.phases[-1]
+            return Phase(phase.name, phase.started, phase.total, phase.done)
+
+    def _end_phase(self, now: float) -> None:
+        if self.phases and self.phases[-1].seconds is None:
+            self.phases[-1].seconds = now - self.phases[-1].started
 
     def planned(self, size: int) -> None:
         """Bytes the pass will write for the object examined last."""
@@ -295,11 +347,10 @@ class Report:
         return time.monotonic() - self.started
 
     def phase_timings(self) -> list[dict[str, Any]]:
-        """Each phase and how long it lasted (the last one until now)."""
+        """Each stage, how long it lasted (a running one until now) and how far it got."""
+        now = time.monotonic()
         with self._lock:
-            marks = [*self._phases, ("", time.monotonic())]
-        return [{"phase": name, "seconds": round(marks[i + 1][1] - start, 3)}
-                for i, (name, start) in enumerate(marks[:-1])]
+            return [phase.to_dict(now) for phase in self.phases]
 
     def to_dict(self) -> dict[str, Any]:
         phases = self.phase_timings()

@@ -139,3 +139,42 @@ def bulk_registry(root: str, links: int, blobs: int, blob_size: int, seed: int =
         else:
             registry.link(repository, "_layers", digest)
     return links + blobs
+
+
+def valid_registry(root: str, objects: int, seed: int = 1, base_images: int = 20) -> int:
+    """A semantically valid registry tree of about ``objects`` files, for benchmarks of the proof:
+    repositories of tagged images built on shared base images (their layers linked in every
+    repository that uses them), one own layer and config per image, some untagged revisions, and
+    a multi-arch index every tenth image. Blobs are small (the count is what costs a listing);
+    ``verify --deep`` finds it consistent. Returns the number of files written."""
+    rng = random.Random(seed)
+    registry = _CountingRegistry(root)
+    bases = [[random_bytes(rng, rng.randint(200, 2000)) for _ in range(3)] for _ in range(base_images)]
+    repository = 0
+    while registry.files < objects:
+        name = f"group-{repository % 50:02d}/project-{repository:05d}"
+        repository += 1
+        pushed: list[str] = []
+        for image in range(rng.randint(5, 40)):
+            layers = [*rng.choice(bases), random_bytes(rng, rng.randint(200, 4000))]
+            tag = f"v{image}" if image % 8 != 7 else None  # an overwritten push: a revision without a tag
+            pushed.append(registry.image(name, tag, layers, arch=rng.choice(("amd64", "arm64"))))
+            if image % 10 == 9:
+                registry.index(name, f"multi-{image}", [(pushed[-1], "amd64"), (pushed[-2], "arm64")])
+            if registry.files >= objects:
+                break
+    return registry.files
+
+
+class _CountingRegistry(SampleRegistry):
+    """Counts the files it writes; a shared blob or link already written is left as it is."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.files = 0
+
+    def write(self, path: str, data: bytes) -> None:
+        if os.path.exists(os.path.join(self.root, *path.split("/"))):
+            return
+        super().write(path, data)
+        self.files += 1

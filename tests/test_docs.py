@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,8 @@ def test_runbooks_run_as_written(registry, s3, bucket, s3_endpoint, tmp_path, ro
            "AWS_ENDPOINT_URL_S3": s3_endpoint,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     run_runbook("migrate-to-s3.md", env, tmp_path)
+    time.sleep(1.1)  # the cut-over time, taken after the final pass (verification.md, step 4)
+    env["CUTOVER_TIME"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_runbook("verification.md", env, tmp_path)
     prefix = f"{rootdir}/" if rootdir else ""
     s3.put_object(Bucket=bucket, Key=f"{prefix}{tree.REPOSITORIES}library/alpine/_manifests/tags/", Body=b"")

@@ -74,6 +74,10 @@ def test_four_shards_in_worker_processes(pushed, rgw_endpoint: str) -> None:  # 
     nothing_left(root, url, rgw_endpoint)
     checked = regmig("verify", str(root), url, "--endpoint-url", rgw_endpoint, "--processes", "2", "--shards", "4")
     assert checked.exit_code == 0 and "destination matches the source" in checked.stdout
+    # --deep follows references across shards and keeps its check in this process: never in workers.
+    deep = regmig("verify", str(root), url, "--endpoint-url", rgw_endpoint, "--processes", "2", "--shards", "1",
+                  "--deep")
+    assert deep.exit_code == 2 and "--deep follows references" in deep.stderr
 
 
 def test_k8s_job_pods_run_as_four_processes_then_gather(pushed, rgw_endpoint: str) -> None:  # type: ignore[no-untyped-def]

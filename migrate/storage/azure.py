@@ -172,7 +172,8 @@ class _Exists(RegmigError):
 
 def _entry(path: str, blob: Any) -> Entry:
     md5 = blob.content_settings.content_md5 if blob.content_settings else None
-    return Entry(path, blob.size, bytes(md5).hex() if md5 else None, blob.etag)
+    modified = blob.last_modified.timestamp() if blob.last_modified else None
+    return Entry(path, blob.size, bytes(md5).hex() if md5 else None, blob.etag, modified=modified)
 
 
 class _RateLimitPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]

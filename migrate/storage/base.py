@@ -39,6 +39,10 @@ class Entry:
     the file has not been written since without reading it (see migrate.state). Only for files
     whose ctime had settled when the walk read their directory: a write in the same clock tick as the
     stamp could otherwise go unseen."""
+    modified: float | None = field(default=None, compare=False)
+    """When the content was last written (POSIX seconds, UTC) as the listing gives it: S3
+    LastModified, GCS timeCreated (a metadata update leaves it), Azure last_modified, a file's mtime.
+    ``verify --cutover-time`` tells the registry's own writes from the copy by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,12 @@ class Storage(abc.ABC):
             except RegmigError as exc:
                 failed.append((path, str(exc)))
         return failed
+
+    def deleted_after(self, path: str, since: float) -> bool | None:
+        """Whether the key at ``path`` was deleted at or after ``since`` (POSIX seconds): True, False
+        (the service keeps deletes, and this one is older or none happened), or None when the service
+        keeps no record of deletes (no versioning, or not asked of this backend yet)."""
+        return None
 
     def check_reachable(self) -> None:
         """Raise BadInput when the location cannot be used at all (missing bucket, bad credentials)."""

@@ -160,7 +160,7 @@ class FilesystemStorage(Storage):
             info = os.stat(self._local(path), follow_symlinks=self.follow_symlinks)
         except FileNotFoundError:
             return None
-        return Entry(path, info.st_size) if stat_module.S_ISREG(info.st_mode) else None
+        return Entry(path, info.st_size, modified=info.st_mtime) if stat_module.S_ISREG(info.st_mode) else None
 
     @contextmanager
     def open(self, path: str) -> Iterator[BinaryIO]:
@@ -349,8 +349,9 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     # Taken before any read, so content read later is never older than its stamp.
     stamp = f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}" \
         if info.st_ctime_ns < settled else None
+    modified = info.st_mtime
     if hash_limit <= 0 or info.st_size > hash_limit:
-        return Entry(path, info.st_size, stamp=stamp)
+        return Entry(path, info.st_size, stamp=stamp, modified=modified)
     # Small files (link files) are hashed here, so a pass compares them without reading them again.
     try:
         fd = os.open(dir_entry.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -361,10 +362,12 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     except FileNotFoundError:
         return None
     except OSError:
-        return Entry(path, info.st_size, stamp=stamp)  # not hashed: the copy reads it and reports what fails
+        # not hashed: the copy reads it and reports what fails
+        return Entry(path, info.st_size, stamp=stamp, modified=modified)
     if len(data) > hash_limit:
-        return Entry(path, info.st_size, stamp=stamp)  # grew since the stat: left for the copy to read whole
-    return Entry(path, len(data), hashlib.md5(data).hexdigest(), data=data, stamp=stamp)
+        # grew since the stat: left for the copy to read whole
+        return Entry(path, info.st_size, stamp=stamp, modified=modified)
+    return Entry(path, len(data), hashlib.md5(data).hexdigest(), data=data, stamp=stamp, modified=modified)
 
 
 class _Links:

@@ -164,7 +164,10 @@ def _chunk(size: int) -> int:
 
 def _entry(path: str, blob: Any) -> Entry:
     md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
-    return Entry(path, blob.size or 0, md5, str(blob.generation) if blob.generation else None)
+    # timeCreated is when this generation's content was written; ``updated`` also moves on a
+    # metadata change, which would pass an object off as written after a cut-over.
+    created = blob.time_created.timestamp() if blob.time_created else None
+    return Entry(path, blob.size or 0, md5, str(blob.generation) if blob.generation else None, modified=created)
 
 
 class _RateLimitedSession(AuthorizedSession):  # type: ignore[misc]

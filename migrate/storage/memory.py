@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -26,6 +27,8 @@ class MemoryStorage(Storage):
         self.exists = exists
         self.objects: dict[str, bytes] = {}
         """Keys as stored (with the root prefix), as a bucket would hold them."""
+        self.modified: dict[str, float] = {}
+        """When ``put`` last wrote each key (objects set directly have no time, as some listings)."""
         self._lock = threading.Lock()
 
     def location(self, rootdirectory: str) -> str:
@@ -74,10 +77,11 @@ class MemoryStorage(Storage):
     def _entry(self, key: str) -> Entry | None:
         with self._lock:
             data = self.objects.get(key)
+            modified = self.modified.get(key)
         if data is None:
             return None
         md5 = hashlib.md5(data).hexdigest()
-        return Entry(key[len(self.prefix):], len(data), md5, md5)
+        return Entry(key[len(self.prefix):], len(data), md5, md5, modified=modified)
 
     def stat(self, path: str) -> Entry | None:
         return self._entry(self.key(path))
@@ -97,6 +101,7 @@ class MemoryStorage(Storage):
         body = data if isinstance(data, bytes) else data.read()
         with self._lock:
             self.objects[self.key(path)] = bytes(body)
+            self.modified[self.key(path)] = time.time()
 
     def _delete(self, path: str, if_match: str | None) -> None:
         key = self.key(path)
@@ -107,3 +112,4 @@ class MemoryStorage(Storage):
             if if_match is not None and hashlib.md5(data).hexdigest() != if_match:
                 raise ConditionFailed(f"delete {self.url}/{path}: changed since it was checked")
             del self.objects[key]
+            self.modified.pop(key, None)

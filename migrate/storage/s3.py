@@ -8,6 +8,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -71,6 +72,7 @@ class S3Storage(Storage):
         # With SSE-KMS the ETag is not the MD5 of the content, so it cannot prove equality
         # (calibrate_md5 also finds a bucket that encrypts so by default).
         self._etag_is_md5 = options.sse not in _KMS
+        self._tracks_deletes: bool | None = None
         self._write_args: dict[str, str] = {"ContentType": CONTENT_TYPE}
         if options.sse:
             self._write_args["ServerSideEncryption"] = options.sse
@@ -250,21 +252,22 @@ class S3Storage(Storage):
         after = just_below(root + span.start) if span is not None and span.start > prefix else None
         with _errors(f"listing s3://{self.bucket}/{root + prefix}", missing=BadInput):
             if self._lean is not None:
-                for key, size, etag in self._lean.list(root + prefix, after):
-                    yield self._entry(key[len(root):], size, etag)
+                for key, size, etag, modified in self._lean.list(root + prefix, after):
+                    yield self._entry(key[len(root):], size, etag, _listed_time(modified))
                 return
             args = {"Bucket": self.bucket, "Prefix": root + prefix, **({"StartAfter": after} if after else {})}
             for page in self.client.get_paginator("list_objects_v2").paginate(**args):
                 for obj in page.get("Contents", ()):
-                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"))
+                    yield self._entry(obj["Key"][len(root):], obj["Size"], obj.get("ETag"),
+                                      _time(obj.get("LastModified")))
                 if page.get("IsTruncated") and not page.get("NextContinuationToken"):
                     raise StorageError(f"listing s3://{self.bucket}/{root + prefix}: a page is marked truncated but "
                                        f"carries no continuation token: the listing cannot be completed")
 
-    def _entry(self, path: str, size: int, etag: str | None) -> Entry:
+    def _entry(self, path: str, size: int, etag: str | None, modified: float | None) -> Entry:
         etag = (etag or "").strip('"') or None
         md5 = etag if self._etag_is_md5 and etag and len(etag) == 32 else None
-        return Entry(path, size, md5, etag)
+        return Entry(path, size, md5, etag, modified=modified)
 
     def stat(self, path: str) -> Entry | None:
         try:
@@ -272,7 +275,7 @@ class S3Storage(Storage):
                 head = self.client.head_object(Bucket=self.bucket, Key=self.key(path))
         except ObjectMissing:
             return None
-        return self._entry(path, head["ContentLength"], head.get("ETag"))
+        return self._entry(path, head["ContentLength"], head.get("ETag"), _time(head.get("LastModified")))
 
     @contextmanager
     def open(self, path: str) -> Iterator[BinaryIO]:
@@ -343,6 +346,23 @@ class S3Storage(Storage):
                        for error in result.get("Errors", ())]
         return failed
 
+    def deleted_after(self, path: str, since: float) -> bool | None:
+        """From the key's versions: its latest version is a delete marker written at or after
+        ``since``. None when the bucket has never had versioning (deletes leave no trace)."""
+        if self._tracks_deletes is None:
+            with _errors(f"bucket {self.bucket!r} versioning"):
+                status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            self._tracks_deletes = status in ("Enabled", "Suspended")  # suspended still writes markers
+        if not self._tracks_deletes:
+            return None
+        key = self.key(path)
+        with _errors(f"versions of s3://{self.bucket}/{key}"):
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key):
+                for marker in page.get("DeleteMarkers", ()):
+                    if marker["Key"] == key and marker.get("IsLatest"):
+                        return bool(marker["LastModified"].timestamp() >= since)
+        return False
+
     def close(self) -> None:
         self._manager.shutdown()
         self.client.close()
@@ -394,6 +414,19 @@ def _redact_refreshes(credentials: RefreshableCredentials) -> None:
         return current
 
     credentials.get_frozen_credentials = get_frozen_credentials  # type: ignore[method-assign]
+def _time(value: Any) -> float | None:
+    """A timestamp botocore parsed (a datetime with its zone) as POSIX seconds."""
+    return value.timestamp() if value is not None else None
+
+
+def _listed_time(text: str | None) -> float | None:
+    """LastModified as a listing page gives it (ISO 8601, ``Z`` or an offset)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None  # a service's odd format: the entry then counts as written before any cut-over
 
 
 def _md5_of_stream(stream: BinaryIO) -> bytes:

@@ -81,9 +81,9 @@ class LeanS3:
     def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
         self._call("PUT", self._object_base + quote(key, safe="/~"), body, headers, "PutObject")
 
-    def list(self, prefix: str, start_after: str | None = None) -> Iterator[tuple[str, int, str | None]]:
-        """(key, size, etag) for every key under ``prefix`` (and after ``start_after``), in the
-        service's (byte) order; pages are asked for only as the caller reads on."""
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[tuple[str, int, str | None, str | None]]:
+        """(key, size, etag, last modified as listed) for every key under ``prefix`` (and after
+        ``start_after``), in the service's (byte) order; pages are asked for only as the caller reads on."""
         token: str | None = None
         pages = 0
         while True:
@@ -94,7 +94,8 @@ class LeanS3:
             decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
             for item in root.iter(f"{ns}Contents"):
                 etag = item.findtext(f"{ns}ETag")
-                yield decode(item.findtext(f"{ns}Key") or ""), int(item.findtext(f"{ns}Size") or 0), etag
+                yield (decode(item.findtext(f"{ns}Key") or ""), int(item.findtext(f"{ns}Size") or 0), etag,
+                       item.findtext(f"{ns}LastModified"))
             if root.findtext(f"{ns}IsTruncated") != "true":
                 return
             following = root.findtext(f"{ns}NextContinuationToken")
