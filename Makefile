@@ -31,6 +31,7 @@ bench: test-deps
 	$(BIN)/python bench/sync_bench.py --server $(SERVER) --links 20000 --blobs 20 --blob-size 5MiB \
 		--delta-tools regmig,regmig-listing,regmig-full,aws --large-blobs 8 --large-blob-size 64MiB \
 		--memory-objects 1000000 --memory-tools regmig,aws
+	$(BIN)/python bench/scale_bench.py --server $(SERVER) --objects 20000 --large-blobs 6 --large-blob-size 64MiB
 
 docs: install
 	$(BIN)/python -m migrate.clidoc > docs/cli.md

@@ -15,6 +15,8 @@ from typing import Any
 from migrate import guards, tree
 from migrate.errors import ConditionFailed, RegmigError
 from migrate.report import Report
+from migrate.shards import WHOLE
+from migrate.shardsync import shard_walk
 from migrate.storage.base import Entry, Storage
 
 
@@ -80,7 +82,7 @@ def find_markers(storage: Storage, report: Report | None = None) -> Iterator[Mar
     """Stream every marker under the root with its kind, from one listing (counted in ``report``,
     for the progress display)."""
     finder = MarkerFinder()
-    for entry in storage.walk():
+    for entry in shard_walk(storage, WHOLE):  # listed by key ranges on several threads, in byte order
         if report is not None:
             report.examined_one(entry.path)
         yield from finder.see(entry)

@@ -3,7 +3,7 @@ the same merge as sync, markers, and (``--deep``) the registry's own semantics."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +18,15 @@ from migrate.march import march
 from migrate.outcome import DIFFERENCES, PathList, Result
 from migrate.plan import Action, Reason, decide
 from migrate.report import Report
+from migrate.runners import Here, Runner
+from migrate.shards import WHOLE, Shard
+from migrate.shardsync import ShardOutcome, shard_walk
 from migrate.storage.base import Entry, Storage
-from migrate.sync import preflight
+from migrate.sync import preflight, run_shards
 from migrate.transfer import WorkerPool, attempt
 
 DeepSink = Callable[[Entry, "bytes | None"], None]
 """The deep check's intake: a destination entry, and its bytes when proved equal to the source's."""
-
 
 @dataclass(frozen=True)
 class VerifyOptions:
@@ -53,6 +55,15 @@ class Counts:
         self.markers += 1
         self.marker_kinds[marker.kind.value] = self.marker_kinds.get(marker.kind.value, 0) + 1
 
+    def add(self, shard: dict[str, Any]) -> None:
+        """A shard's counts added to these."""
+        for name, value in shard.items():
+            if name == "marker_kinds":
+                for kind, count in value.items():
+                    self.marker_kinds[kind] = self.marker_kinds.get(kind, 0) + count
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
 
 class Checked:
     """What the destination holds as the registry sees it, counted next to the object-count
@@ -76,8 +87,23 @@ class Checked:
             self.counts["repositories"] += 1
 
 
-def verify(source: Storage | None, destination: Storage, options: VerifyOptions, report: Report) -> dict[str, Any]:
-    """Compare ``destination`` with ``source`` (or, without a source, check the destination alone)."""
+@dataclass(frozen=True)
+class VerifyTask:
+    """One shard of a verify, as plain data (it may run in another process)."""
+
+    shard: Shard
+    include_uploads: bool
+    workers: int
+    token_data: bytes | None
+    """The destination's generation token as stored: a known content for ``calibrate_md5``."""
+    cutover: float | None = None
+    strict: bool = False
+
+
+def verify(source: Storage | None, destination: Storage, options: VerifyOptions, report: Report, *,
+           shards: Sequence[Shard] = (WHOLE,), runner: Runner | None = None) -> dict[str, Any]:
+    """Compare ``destination`` with ``source`` (or, without a source, check the destination alone),
+    as ``shards`` run by ``runner`` (default: here), their counts added up."""
     if source is not None:
         preflight(source, destination)
     elif options.cutover is not None:
@@ -85,13 +111,53 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
     else:
         destination.check_reachable()
     guards.require_registry_data(destination)
+    if options.deep and (len(shards) > 1 or runner is not None):  # its check lives in this process
+        raise BadInput("--deep follows references across the whole tree (a manifest's blobs lie in other "
+                       "shards): run it as one shard, without --processes, --shards or --dask (its listings "
+                       "still run on several threads)")
     token = generation.current(destination)  # an object of known content: are listed MD5s content MD5s?
     destination.calibrate_md5((generation.PATH, token.data) if token else None)
+    semantics = SemanticCheck(destination, options.deep, report, source) if options.deep else None
+    runner = runner or Here()
+    tasks = [VerifyTask(shard, options.include_uploads, -(-options.workers // runner.concurrency),
+                        token.data if token else None, options.cutover, options.strict) for shard in shards]
+    report.begin_phase("listing and comparing")
+    outcomes = run_shards(runner, tasks, report,
+                          lambda task, shard_report: verify_shard(source, destination, task, shard_report, semantics))
+    counts, checked = Counts(), Checked()
+    cutover = Cutover(options.cutover, options.strict) if options.cutover is not None else None
+    for outcome in outcomes:
+        counts.add(outcome.result.get("counts", {}))
+        for name, value in outcome.result.get("checked", {}).items():
+            checked.counts[name] += value
+        if cutover:
+            cutover.untimed += outcome.result.get("untimed", 0)
+    findings = semantics.finish() if semantics else []
+    for error in semantics.errors if semantics else []:
+        report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
+    if cutover:
+        cutover.note(report)
+    report.end_phases()
+    return {"counts": counts.__dict__, "checked": checked.counts, "findings": findings,
+            "deep_counts": semantics.counts.__dict__ if semantics else None,
+            "cutover": cutover.to_dict() if cutover else None}
+
+
+def verify_shard_elsewhere(source: Storage | None, destination: Storage, task: VerifyTask,
+                           report: Report) -> ShardOutcome:
+    """``verify_shard`` with locations just opened in another process, listed MD5s calibrated first."""
+    destination.calibrate_md5((generation.PATH, task.token_data) if task.token_data else None)
+    return verify_shard(source, destination, task, report)
+
+
+def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask, report: Report,
+                 semantics: SemanticCheck | None = None) -> ShardOutcome:
+    """One shard's comparison: its part of both listings merged, counted and compared; markers found
+    (``semantics``: the deep check, fed every destination entry, when the verify is one shard)."""
     counts = Counts()
     checked = Checked()
     finder = MarkerFinder()
-    semantics = SemanticCheck(destination, options.deep, report, source) if options.deep else None
-    cutover = Cutover(options.cutover, options.strict) if options.cutover is not None else None
+    cutover = Cutover(task.cutover, task.strict) if task.cutover is not None else None
 
     def is_registry_marker(entry: Entry) -> bool:
         """Feed one destination entry to the marker finder; True for a marker (counted apart)."""
@@ -99,9 +165,8 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
             _record_marker(marker, counts, report)
         return tree.is_registry_marker(entry.path, entry.size)  # another tool's folder is foreign data
 
-    report.begin_phase("listing and comparing")
-    destination_entries = read_ahead(
-        registry_entries(destination.walk(), include_uploads=options.include_uploads, skip_markers=False))
+    destination_entries = read_ahead(registry_entries(shard_walk(destination, task.shard),
+                                                      include_uploads=task.include_uploads, skip_markers=False))
     if source is None:
         for entry in destination_entries:
             report.examined_one(entry.path)
@@ -110,10 +175,10 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
                 if semantics:
                     semantics.see(entry)
     else:
-        source_entries = read_ahead(registry_entries(source.walk(on_problem=report.problem),
-                                                     include_uploads=options.include_uploads, skip_markers=True))
+        source_entries = read_ahead(registry_entries(shard_walk(source, task.shard, report.problem),
+                                                     include_uploads=task.include_uploads, skip_markers=True))
         deep = semantics.see if semantics else None
-        with WorkerPool(options.workers, report.add_all) as pool:
+        with WorkerPool(task.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one(path)
                 if src is not None and tree.is_registry_data(path):
@@ -131,16 +196,10 @@ def verify(source: Storage | None, destination: Storage, options: VerifyOptions,
                 _compare(path, src, dst, source, destination, pool, report, deep)
     for marker in finder.finish():
         _record_marker(marker, counts, report)
-    report.listing_finished = True
-    findings = semantics.finish() if semantics else []
-    for error in semantics.errors if semantics else []:
-        report.failure(error.split(": ", 1)[0], error.split(": ", 1)[-1])
-    if cutover:
-        cutover.note(report)
-    report.end_phases()
-    return {"counts": counts.__dict__, "checked": checked.counts, "findings": findings,
-            "deep_counts": semantics.counts.__dict__ if semantics else None,
-            "cutover": cutover.to_dict() if cutover else None}
+    if task.shard.count == 1:
+        report.listing_finished = True
+    return ShardOutcome(task.shard, result={"counts": counts.__dict__, "checked": checked.counts,
+                                            "untimed": cutover.untimed if cutover else 0})
 
 
 def _count_destination(path: str, counts: Counts, checked: Checked) -> None:

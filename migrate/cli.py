@@ -22,16 +22,21 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from migrate import __version__, redact, render
-from migrate.cli_options import (chunk_size_option, connection_options, follow_symlinks_option, from_config_option,
-                                 long_run_options, output_options, parse_size, report_format, report_paths,
-                                 request_options, resolve_locations, to_config_option, write_options)
+from migrate.cli_options import (chunk_size_option, connection_options, delete_guard_options, follow_symlinks_option,
+                                 from_config_option, long_run_options, output_options, parse_size, report_format,
+                                 report_paths, request_options, resolve_locations, scale_options, shard_job_options,
+                                 to_config_option, write_options)
 from migrate.errors import BadInput, RegmigError
 from migrate.outcome import PathList
 from migrate.progress import Progress
 from migrate.report import Report
 from migrate.runlog import RunLog
+from migrate.runners import Location
+from migrate.scaleout import layout
+from migrate.shardsync import sync_shard_elsewhere
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, exit_code, sync
 
@@ -175,28 +180,23 @@ def main() -> None:
 @main.command("sync")
 @click.argument("locations", nargs=-1, metavar="SOURCE DESTINATION")
 @click.option("--delete", is_flag=True, help="Delete destination-only objects under the root, after a clean pass.")
-@click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
-              help="Refuse to delete more than this many objects; -1 lifts the limit.")
+@delete_guard_options
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
-@click.option("--allow-object-source-delete", is_flag=True,
-              help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry.")
-@click.option("--allow-unrelated-source", is_flag=True,
-              help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE.")
 @click.option("--into-populated-directory", is_flag=True,
               help="Allow a DESTINATION directory that already holds a registry (a rollback onto the old root).")
 @follow_symlinks_option
 @click.option("--state", "state_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Record what DESTINATION holds after a clean pass; the next pass reads FILE instead of "
                    "listing DESTINATION (a short final pass). Only regmig may write DESTINATION in between.")
-@click.option("--break-lock", is_flag=True,
-              help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is dead).")
 @from_config_option
 @to_config_option
 @connection_options
 @write_options
 @chunk_size_option
 @request_options
+@scale_options
+@shard_job_options
 @long_run_options
 @runs
 def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -224,12 +224,140 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             state_path=kw["state_path"],
             break_lock=kw["break_lock"],
         )
+        scale = layout(kw, Location.of(*source[:2]), Location.of(*destination[:2]), sync_shard_elsewhere)
         with progress(report, "sync", kw):
-            sync(src, dst, sync_options, report)
+            if scale.results:
+                from migrate import results
+
+                with open_location(scale.results, destination.options) as store:
+                    results.sync_shard_run(src, dst, sync_options, report, scale.shards[0], store)
+            else:
+                sync(src, dst, sync_options, report, shards=scale.shards, runner=scale.runner)
         summary = sync_summary(src, dst, sync_options, report)
+        if scale.results:
+            summary.update(shard=str(scale.shards[0]), results=scale.results)
         log.info("sync finished with exit code %d: %s", summary["exit_code"], json.dumps(summary["outcomes"]))
     emit(summary, kw, render.sync_text)
     return summary["exit_code"]
+
+
+@main.command("gather")
+@click.argument("locations", nargs=-1, metavar="SOURCE DESTINATION")
+@click.option("--results", "results_location", required=True, metavar="LOCATION",
+              help="Where the shards of the pass (sync --shard I/N --results LOCATION) recorded their results.")
+@click.option("--delete", is_flag=True,
+              help="Delete the shards' destination-only objects, once every shard ended clean.")
+@delete_guard_options
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
+@from_config_option
+@to_config_option
+@connection_options
+@request_options
+@long_run_options
+@runs
+def gather_command(locations: tuple[str, ...], **kw: Any) -> int:
+    """Conclude a pass whose shards ran as separate jobs (sync --shard I/N --results LOCATION): one
+    report and verdict for the whole pass, then (--delete) the deletes.
+
+    Refuses (exit 1, nothing deleted) while any shard's result is missing, from another run, or
+    unclean, or when the destination was written since the shards ran. The delete guards apply
+    to the whole pass (--max-delete counts every shard's deletes).
+    """
+    from migrate import results
+
+    sides = resolve_locations(kw, locations, ("source", "destination"))
+    report = Report()
+    source, destination = sides["source"], sides["destination"]
+    options = SyncOptions(delete=kw["delete"], max_delete=kw["max_delete"], dry_run=kw["dry_run"],
+                          allow_object_source_delete=kw["allow_object_source_delete"],
+                          allow_unrelated_source=kw["allow_unrelated_source"], workers=kw["workers"],
+                          break_lock=kw["break_lock"])
+    with open_location(source.url, source.options) as src, open_location(destination.url, destination.options) as dst, \
+            open_location(kw["results_location"], destination.options) as store:
+        with progress(report, "sync", kw):
+            shards = results.gather(src, dst, options, report, store)
+        summary = {**sync_summary(src, dst, options, report), "command": "gather", "shards": shards,
+                   "results": kw["results_location"]}
+    emit(summary, kw, render.sync_text)
+    return summary["exit_code"]
+
+
+@main.command("k8s-job", context_settings={"ignore_unknown_options": True})
+@click.argument("arguments", nargs=-1, metavar="SOURCE DESTINATION [-- SYNC-OPTIONS...]")
+@click.option("--image", required=True, help="The container image with regmig installed (pip install regmig).")
+@click.option("--shards", "shard_count", default=8, show_default=True, type=click.IntRange(1, 4096),
+              help="Shards of the pass: the Job's completions and parallelism.")
+@click.option("--results", "results_location", required=True, metavar="LOCATION",
+              help="Where the shards record their results: s3://, gs://, azure:// (outside docker/), or a "
+                   "directory on --results-claim.")
+@click.option("--source-claim", metavar="CLAIM",
+              help="The PersistentVolumeClaim holding the registry's root, mounted read-only at SOURCE.")
+@click.option("--results-claim", metavar="CLAIM", help="A ReadWriteMany claim mounted at a directory --results.")
+@click.option("--secret", metavar="NAME",
+              help="A Secret whose keys become the pods' environment (AWS_ACCESS_KEY_ID, "
+                   "AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_CONNECTION_STRING...).")
+@click.option("--name", default="regmig-sync", show_default=True, help="The Job's name (the gather Job adds -gather).")
+@click.option("--namespace", help="The namespace to run in.")
+@click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
+@click.option("--memory", default="1Gi", show_default=True, help="Memory request and limit per pod.")
+@click.option("--backoff-limit-per-index", default=3, show_default=True, type=click.IntRange(0),
+              help="Times a failed shard's pod is retried (alone; a retry resumes).")
+@click.option("--delete", is_flag=True, help="The gather Job deletes destination-only objects (sync --delete).")
+@click.option("--gather", "print_gather", is_flag=True,
+              help="Print the gather Job (apply it once the shard Job has completed) instead of the shard Job.")
+@runs
+def k8s_job_command(arguments: tuple[str, ...], **kw: Any) -> int:
+    """Print a Kubernetes Indexed Job that runs a sync pass as N shards, one pod per shard (regmig sync
+    ... --shard auto/N), and with --gather the Job that concludes it (regmig gather).
+
+    Options for the sync go after the locations, behind "--" (for example -- --endpoint-url URL
+    --state /results/state); the connection and request options among them go to gather too.
+    Apply the shard Job, wait for it (kubectl wait --for=condition=complete job/NAME), then apply
+    the gather Job.
+    """
+    import yaml
+
+    from migrate import k8s
+
+    if len(arguments) < 2:
+        raise BadInput("expected SOURCE DESTINATION, then (after --) the sync options")
+    source, destination, *extra = arguments
+    sync_args, gather_args = _split_sync_options(source, destination, extra)
+    if kw["delete"]:
+        gather_args.append("--delete")
+    spec = k8s.JobSpec(name=kw["name"], image=kw["image"], source=source, destination=destination,
+                       shards=kw["shard_count"], results=kw["results_location"], source_claim=kw["source_claim"],
+                       secret=kw["secret"], results_claim=kw["results_claim"], sync_args=tuple(sync_args),
+                       gather_args=tuple(gather_args), namespace=kw["namespace"], cpu=kw["cpu"],
+                       memory=kw["memory"], backoff_per_index=kw["backoff_limit_per_index"])
+    manifest = k8s.gather_job(spec) if kw["print_gather"] else k8s.shard_job(spec)
+    then = ("after the shard Job has completed" if kw["print_gather"] else
+            "then, once complete: regmig k8s-job ... --gather | kubectl apply -f -")
+    click.echo(f"# regmig {__version__}: {spec.shards} shards of a sync pass; {then}")
+    click.echo(yaml.safe_dump(manifest, sort_keys=False), nl=False)
+    return 0
+
+
+def _split_sync_options(source: str, destination: str, extra: list[str]) -> tuple[list[str], list[str]]:
+    """The sync options as given (checked by sync's own parser: a typo is bad input now, not in N
+    pods), and those of them that gather takes too."""
+    if "--shard" in extra or "--results" in extra or any(arg.startswith(("--shard=", "--results=")) for arg in extra):
+        raise BadInput("k8s-job sets --shard and --results itself: leave them out of the sync options")
+    try:
+        context = sync_command.make_context("sync", [source, destination, *extra])
+    except click.UsageError as exc:
+        raise BadInput(f"the sync options: {exc.format_message()}") from exc
+    gather_names = {param.name for param in gather_command.params}
+    shared = []
+    for param in sync_command.params:
+        if not isinstance(param, click.Option) or param.name not in gather_names or param.name in (
+                "delete", "max_delete", "dry_run", "results_location"):
+            continue
+        if context.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = context.params[param.name]
+        shared += [param.opts[0]] if param.is_flag else [param.opts[0], str(value)]
+    return list(extra), shared
 
 
 def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Report) -> dict[str, Any]:
@@ -262,6 +390,7 @@ def sync_summary(src: Storage, dst: Storage, options: SyncOptions, report: Repor
 @to_config_option
 @connection_options
 @request_options
+@scale_options
 @long_run_options
 @runs
 def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -275,7 +404,7 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     """
     from checks.semantics import DeepOptions
     from checks.after_cutover import parse_cutover_time
-    from checks.verify import VerifyOptions, repair_commands, verdict, verify, withdraw_trust
+    from checks.verify import VerifyOptions, repair_commands, verdict, verify, verify_shard_elsewhere, withdraw_trust
 
     if kw["strict"] and kw["cutover_time"] is None:
         raise BadInput("--strict needs --cutover-time")
@@ -288,9 +417,12 @@ def verify_command(locations: tuple[str, ...], **kw: Any) -> int:
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options)) if "source" in sides else None
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
+        source = Location.of(*sides["source"][:2]) if "source" in sides else None
+        scale = layout(kw, source, Location.of(*sides["destination"][:2]), verify_shard_elsewhere)
         with progress(report, "verify", kw):
             result = verify(src, dst, VerifyOptions(include_uploads=kw["include_uploads"], workers=kw["workers"],
-                                                    deep=deep, cutover=cutover, strict=kw["strict"]), report)
+                                                    deep=deep, cutover=cutover, strict=kw["strict"]), report,
+                            shards=scale.shards, runner=scale.runner)
         summary = {
             "command": "verify", "source": src.url if src else None, "destination": dst.url,
             "destination_layout": dst.root_description,
@@ -369,6 +501,7 @@ def _fix_markers(storage: Storage, break_lock: bool, report: Report) -> dict[str
 @connection_options
 @write_options
 @request_options
+@scale_options
 @long_run_options
 @runs
 def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
@@ -389,8 +522,10 @@ def plan_command(locations: tuple[str, ...], **kw: Any) -> int:
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_location(sides["source"].url, sides["source"].options))
         dst = stack.enter_context(open_location(sides["destination"].url, sides["destination"].options))
+        scale = layout(kw, Location.of(*sides["source"][:2]), Location.of(*sides["destination"][:2]),
+                       sync_shard_elsewhere, AreaReport)
         with progress(report, "plan", kw):
-            result = plan(src, dst, options, report)
+            result = plan(src, dst, options, report, shards=scale.shards, runner=scale.runner)
     summary = {"command": "plan", "source": src.url, "destination": dst.url,
                "destination_layout": dst.root_description, **result, **report.to_dict()}
     failed = report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) or summary["flags"]

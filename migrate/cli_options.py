@@ -89,6 +89,45 @@ request_options = _apply([
 """How hard a command that sends many requests may press the service."""
 
 
+delete_guard_options = _apply([
+    click.option("--max-delete", default=1000, show_default=True, type=click.IntRange(-1),
+                 help="Refuse to delete more than this many objects (all shards of the pass together); -1 lifts "
+                      "the limit."),
+    click.option("--allow-object-source-delete", is_flag=True,
+                 help="Allow --delete when SOURCE is an object store and DESTINATION already holds a registry."),
+    click.option("--allow-unrelated-source", is_flag=True,
+                 help="Allow --delete when fewer than half of the blobs sampled in DESTINATION exist in SOURCE."),
+    click.option("--break-lock", is_flag=True,
+                 help="Take DESTINATION's lease even if another regmig seems to hold it (only when that run is "
+                      "dead)."),
+])
+"""The guards on a pass's deletes, wherever the pass concludes (sync, gather)."""
+
+scale_options = _apply([
+    click.option("--processes", type=click.IntRange(1, 256), default=None, metavar="N",
+                 help="Run the shards in N worker processes on this machine (one report, deletes only after "
+                      "every shard ended clean). Default: 1."),
+    click.option("--shards", "shard_count", type=click.IntRange(1, 4096), default=None, metavar="N",
+                 help="Cut the key space into N shards (default: 4 per process or Dask worker thread). Keep it "
+                      "the same across passes so each shard's --state record is found."),
+    click.option("--dask", "dask_address", metavar="ADDRESS",
+                 help="Run the shards as tasks on this dask.distributed scheduler (tcp://HOST:PORT); needs "
+                      "`pip install 'regmig[dask]'` and a source every worker can read."),
+])
+"""How a command's shards run: here, in worker processes, or on a Dask cluster (sync, verify, plan)."""
+
+shard_job_options = _apply([
+    click.option("--shard", "shard_spec", metavar="I/N",
+                 help="Run only shard I of N (from 0), or auto/N inside an array job (JOB_COMPLETION_INDEX, "
+                      "AWS_BATCH_JOB_ARRAY_INDEX, SLURM_ARRAY_TASK_ID); its result goes to --results, and "
+                      "`regmig gather` concludes the pass. Never deletes."),
+    click.option("--results", "results_location", metavar="LOCATION",
+                 help="With --shard: where each shard records its result (a directory on shared storage, or "
+                      "s3://, gs://, azure:// outside the registry's docker/ tree)."),
+])
+"""A shard of an array job (sync)."""
+
+
 def follow_symlinks_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """For the commands that walk a directory tree (sync, verify, plan)."""
     return click.option(

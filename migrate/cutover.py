@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from migrate import tree
 from migrate.outcome import Outcome, Result
 from migrate.probe import probe_writes
 from migrate.report import Report, Tally
+from migrate.runners import Runner
+from migrate.shards import WHOLE, Shard
 from migrate.storage.base import Storage
 from migrate.sync import SyncOptions, sync
 
@@ -45,6 +48,21 @@ class AreaReport(Report):
             tally.count += 1
             tally.bytes += result.size
 
+    def state(self) -> dict[str, Any]:
+        counted = super().state()
+        with self._lock:
+            counted["areas"] = [[name, outcome.value, tally.count, tally.bytes]
+                                for name, outcomes in self.areas.items() for outcome, tally in outcomes.items()]
+        return counted
+
+    def absorb(self, state: dict[str, Any], shard: int | None = None) -> None:
+        super().absorb(state, shard)
+        with self._lock:
+            for name, outcome, count, size in state.get("areas", ()):
+                tally = self.areas[name][Outcome(outcome)]
+                tally.count += count
+                tally.bytes += size
+
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -57,10 +75,11 @@ class PlanOptions:
     state_path: str | None = None
 
 
-def plan(source: Storage, destination: Storage, options: PlanOptions, report: AreaReport) -> dict[str, Any]:
+def plan(source: Storage, destination: Storage, options: PlanOptions, report: AreaReport, *,
+         shards: Sequence[Shard] = (WHOLE,), runner: Runner | None = None) -> dict[str, Any]:
     sync(source, destination, SyncOptions(delete=True, dry_run=True, max_delete=-1, workers=options.workers,
                                           include_uploads=options.include_uploads, state_path=options.state_path),
-         report)
+         report, shards=shards, runner=runner)
     scan_seconds = report.elapsed()
     flags = []
     uploads = report.tally(Outcome.NOT_COPIED)

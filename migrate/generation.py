@@ -48,8 +48,20 @@ def current(storage: Storage) -> Token | None:
 
 def advance(storage: Storage, command: str) -> Token:
     """Write a new token: every record written before this moment no longer matches."""
+    token = new(command)
+    put(storage, token)
+    return token
+
+
+def new(command: str) -> Token:
+    """A new token, not yet written (a run of separate shard jobs records it before any writes it)."""
     value = uuid.uuid4().hex
     data = json.dumps({"generation": value, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "by": f"regmig {command} on {socket.gethostname()} (pid {os.getpid()})"}).encode()
-    storage.put(PATH, data, len(data))
     return Token(value, data)
+
+
+def put(storage: Storage, token: Token) -> None:
+    """Write ``token`` as it is (every shard of a run writes the same bytes, so each can check the
+    destination's listed MD5s against them)."""
+    storage.put(PATH, token.data, len(token.data))

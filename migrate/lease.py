@@ -31,6 +31,9 @@ from migrate.errors import BadInput, ConditionFailed, ObjectMissing, RegmigError
 from migrate.storage.base import Storage
 
 PATH = tree.REGMIG + "lease"
+SHARD_PATH = tree.REGMIG + "lease-shard-{index}-of-{count}"
+"""A shard of an array job's own lease: shards of one run write the destination side by side,
+each in its own key range, but no shard twice at once."""
 TTL_SECONDS = 120.0
 """How long a lease holds without renewal: a killed run blocks others this long at most."""
 RENEW_SECONDS = 30.0
@@ -77,8 +80,10 @@ class Holder:
 class Lease:
     """Held from ``__enter__`` to ``__exit__``; ``lost`` says why, if another run took it meanwhile."""
 
-    def __init__(self, storage: Storage, command: str, *, break_lock: bool, note: Callable[[str], None]) -> None:
+    def __init__(self, storage: Storage, command: str, *, break_lock: bool, note: Callable[[str], None],
+                 path: str = PATH) -> None:
         self._storage = storage
+        self._path = path
         self._break = break_lock
         self._note = note
         now = time.time()
@@ -112,14 +117,25 @@ class Lease:
             self._confirm()
             return
         body = self._holder.encode()
-        if not self._storage.create_exclusive(PATH, body):
+        if not self._storage.create_exclusive(self._path, body):
             data = self._read()
             other = Holder.decode(data) if data else None
             if other is None or other.nonce != self._holder.nonce:  # ours only if a retried create had landed
                 raise LeaseHeld(self._refusal(other))
-        self.exclusive = not self._storage.create_exclusive(PATH, body)
+        self.exclusive = not self._storage.create_exclusive(self._path, body)
         if not self.exclusive:  # the service ignored the condition: only reading back tells who won
             self._confirm()
+
+    def refuse_if_held(self, path: str = PATH) -> None:
+        """Refuse (LeaseHeld) when another lease, at ``path``, has a holder that may still be running:
+        a shard of an array job takes its own lease, and first checks no whole-destination run holds one."""
+        try:
+            data = self._storage.read(path)
+        except ObjectMissing:
+            return
+        other = Holder.decode(data)
+        if self._stale(other) is None:
+            raise LeaseHeld(self._refusal(other))
 
     def _stale(self, other: Holder | None) -> str | None:
         """Why a lease found in place may be taken over, or None when its holder may still be running."""
@@ -149,13 +165,13 @@ class Lease:
 
     def _read(self) -> bytes | None:
         try:
-            return self._storage.read(PATH)
+            return self._storage.read(self._path)
         except ObjectMissing:
             return None
 
     def _write(self) -> None:
         body = self._holder.encode()
-        self._storage.put(PATH, body, len(body))
+        self._storage.put(self._path, body, len(body))
 
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
@@ -180,7 +196,7 @@ class Lease:
             data = self._read()
             other = Holder.decode(data) if data else None
             if other is not None and other.nonce == self._holder.nonce:
-                self._storage.delete(PATH)
+                self._storage.delete(self._path)
         except ConditionFailed:
             return
         except RegmigError as exc:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from migrate.estimate import Totals
-from migrate.outcome import Outcome
 from migrate.report import Report
 
 log = logging.getLogger("regmig")
@@ -81,7 +80,7 @@ class Meter:
         now = self._now()
         copies = self.command in ("sync", "plan")
         done = report.results if copies else report.examined
-        written = report.tally(Outcome.UPLOADED).count + report.tally(Outcome.WOULD_UPLOAD).count
+        written = report.written()
         self._samples.append((now, done, report.done_bytes))
         while len(self._samples) > 2 and now - self._samples[1][0] >= WINDOW:
             self._samples.popleft()

@@ -71,7 +71,7 @@ def verdict(summary: dict[str, Any]) -> str:
         return "MARKERS REMAIN" if summary.get("fix") else "MARKERS FOUND"
     if command == "doctor":
         return "FAILED" if any(check["level"] == "FAIL" for check in summary["checks"]) else "WARNINGS"
-    return {"sync": "INCOMPLETE", "plan": "FLAGGED"}.get(command, "FAILED")
+    return {"sync": "INCOMPLETE", "gather": "INCOMPLETE", "plan": "FLAGGED"}.get(command, "FAILED")
 
 
 def path_lists(lists: dict[str, Any], names: list[PathList], destination: str | None = None) -> list[str]:
@@ -94,7 +94,7 @@ def path_lists(lists: dict[str, Any], names: list[PathList], destination: str | 
 def sync_text(summary: dict[str, Any]) -> str:
     mode = " (dry run: nothing changed)" if summary["dry_run"] else ""
     lines = [
-        f"sync {verdict(summary)}{mode}: {summary['source']} -> {summary['destination']}",
+        f"{summary['command']} {verdict(summary)}{mode}: {summary['source']} -> {summary['destination']}",
         f"  destination layout: {summary['destination_layout']}",
         *outcome_lines(summary["outcomes"], summary["destination"]),
     ]

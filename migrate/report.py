@@ -40,6 +40,43 @@ class Tally:
         return {"count": self.count, "bytes": self.bytes}
 
 
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A running shard's counters, sent to the pass's report now and then for the progress display."""
+
+    examined: int = 0
+    results: int = 0
+    done_bytes: int = 0
+    planned_bytes: int = 0
+    written: int = 0
+
+
+class _Shards:
+    """Shards run elsewhere: their latest ticks, and the totals estimated from those finished
+    (shards are cut to about equal work, so the finished ones tell the size of the rest)."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.live: dict[int, Tick] = {}
+        self._done = 0
+        self._examined = 0
+        self._planned = 0
+
+    def finished(self, examined: int, planned_bytes: int) -> None:
+        self._done += 1
+        self._examined += examined
+        self._planned += planned_bytes
+
+    def totals(self, examined: int, planned_bytes: int, listing_finished: bool) -> Totals | None:
+        if listing_finished:
+            return Totals(examined, planned_bytes, True)
+        if not self._done:
+            return None
+        scale = self.expected / self._done
+        return Totals(max(round(self._examined * scale), examined), max(round(self._planned * scale), planned_bytes),
+                      False)
+
+
 class BoundedPaths:
     """A bounded list of (path, message) with a complete count, so huge runs keep flat memory."""
 
@@ -97,6 +134,7 @@ class Report:
         self.notes: list[str] = []
         self.delete_refusal: str | None = None
         self._estimate = WalkEstimate()
+        self._shards = _Shards()
         self.phases: list[Phase] = []
 
     @property
@@ -157,9 +195,71 @@ class Report:
 
     def totals(self) -> Totals | None:
         """Objects and bytes of the whole pass: exact once the walk has ended, estimated before
-        (migrate.estimate), None while too little is known."""
+        (migrate.estimate, or for shards run elsewhere from the shards finished), None while too
+        little is known."""
         with self._lock:
+            if self._shards.expected:
+                return self._shards.totals(self.examined, self.planned_bytes, self.listing_finished)
             return self._estimate.totals(self.examined, self.planned_bytes, self.listing_finished)
+
+    def written(self) -> int:
+        """Objects uploaded (or, in a dry run, to upload) so far, shards still running included."""
+        with self._lock:
+            live = sum(tick.written for tick in self._shards.live.values())
+        return self.tally(Outcome.UPLOADED).count + self.tally(Outcome.WOULD_UPLOAD).count + live
+
+    def expect_shards(self, count: int) -> None:
+        """This report gathers ``count`` shards run elsewhere (other processes, other machines)."""
+        with self._lock:
+            self._shards.expected = count
+
+    def tick(self, shard: int, tick: Tick) -> None:
+        """How far a shard running elsewhere has got (its counters so far), for the progress display:
+        counted until ``absorb`` replaces them with the shard's exact results."""
+        with self._lock:
+            before = self._shards.live.get(shard, Tick())
+            self._shards.live[shard] = tick
+            self.examined += tick.examined - before.examined
+            self.results += tick.results - before.results
+            self.done_bytes += tick.done_bytes - before.done_bytes
+            self.planned_bytes += tick.planned_bytes - before.planned_bytes
+
+    def snapshot(self) -> Tick:
+        with self._lock:
+            written = sum(tally.count for outcome in _UPLOAD_LISTS for tally in self.outcomes.get(outcome, {}).values())
+            return Tick(self.examined, self.results, self.done_bytes, self.planned_bytes, written)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a shard's report counted, as plain data (JSON): what ``absorb`` adds to the
+        pass's report, in another process or on another machine."""
+        with self._lock:
+            return {
+                "examined": self.examined, "results": self.results, "planned_bytes": self.planned_bytes,
+                "done_bytes": self.done_bytes, "notes": list(self.notes),
+                "outcomes": [[outcome.value, reason, tally.count, tally.bytes]
+                             for outcome, reasons in self.outcomes.items() for reason, tally in reasons.items()],
+                "lists": {name.value: {"count": paths.count, "items": paths.items} for name, paths in self.lists.items()},
+            }
+
+    def absorb(self, state: dict[str, Any], shard: int | None = None) -> None:
+        """Add a shard's report (``state``), in place of what its ticks had counted so far."""
+        with self._lock:
+            before = self._shards.live.pop(shard, Tick()) if shard is not None else Tick()
+            self.examined += state["examined"] - before.examined
+            self.results += state["results"] - before.results
+            self.planned_bytes += state["planned_bytes"] - before.planned_bytes
+            self.done_bytes += state["done_bytes"] - before.done_bytes
+            for outcome, reason, count, size in state["outcomes"]:
+                tally = self.outcomes[Outcome(outcome)][reason]
+                tally.count += count
+                tally.bytes += size
+            for name, listed in state["lists"].items():
+                paths = self.lists[PathList(name)]
+                paths.count += listed["count"]
+                paths.items.extend(listed["items"][:max(MAX_LISTED - len(paths.items), 0)])
+            self.notes.extend(note for note in state["notes"] if note not in self.notes)
+            if shard is not None:
+                self._shards.finished(state["examined"], state["planned_bytes"])
 
     def add(self, result: Result) -> None:
         """Count one object's result; failures and vanished objects are also listed with their error."""
@@ -215,6 +315,16 @@ class Report:
             self.outcomes[Outcome.NOT_DELETED]["refused"] = Tally(extras.count, extras.bytes)
             self.results += extras.count
         log.warning("%s", message)
+
+    def withdraw(self, outcome: Outcome, reason: str) -> Tally:
+        """Take back the results counted under ``outcome`` and ``reason`` (gather replaces a shard's
+        candidates left to it with what it did with them)."""
+        with self._lock:
+            tally = self.outcomes.get(outcome, {}).pop(reason, Tally())
+            if outcome in self.outcomes and not self.outcomes[outcome]:
+                del self.outcomes[outcome]
+            self.results -= tally.count
+            return tally
 
     def count(self, name: PathList) -> int:
         with self._lock:

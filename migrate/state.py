@@ -32,9 +32,11 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO
 
 from migrate.errors import BadInput, StorageError
+from migrate.shards import WHOLE, Shard
 from migrate.storage.base import Entry, Storage
 
 FORMAT = 3
@@ -43,10 +45,19 @@ _END = "#end "
 _WRITE_BUFFER = 256 * 1024
 
 
-def identity(destination: Storage, include_uploads: bool) -> dict[str, object]:
-    """What a record must match to stand in for a listing of ``destination``."""
-    return {"destination": f"{destination.url} ({destination.root_description})",
-            "service": destination.service_identity, "include_uploads": include_uploads}
+def identity(destination: Storage, include_uploads: bool, shard: Shard = WHOLE) -> dict[str, object]:
+    """What a record must match to stand in for a listing of ``destination`` (or of one shard of it)."""
+    ident: dict[str, object] = {"destination": f"{destination.url} ({destination.root_description})",
+                                "service": destination.service_identity, "include_uploads": include_uploads}
+    if shard.count > 1:
+        ident["shard"] = str(shard)
+    return ident
+
+
+def shard_path(path: str, shard: Shard) -> str:
+    """Where the record of ``shard`` lives for ``--state path``: a pass of N shards keeps one record
+    per shard beside it (``path.3-of-8``), so each shard reads and writes its own, wherever it runs."""
+    return path if shard.count == 1 else f"{path}.{shard.index}-of-{shard.count}"
 
 
 @contextlib.contextmanager
@@ -106,17 +117,40 @@ class StateWriter:
 
     def commit(self, source_files: int) -> None:
         """``source_files``: what this pass's source walk found, for the next pass's shrink check."""
-        self._out.write(f"{_END}{self.count} {source_files}\n")
+        self.seal().commit(source_files)
+
+    def seal(self) -> Part:
+        """The entries written, closed but not in place: the pass decides later whether they hold."""
         self._out.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
         self._raw.close()
-        os.replace(self._tmp, self.path)
+        return Part(self.path, self._tmp, self.count)
 
     def discard(self) -> None:
-        self._out.close()
-        self._raw.close()
-        os.unlink(self._tmp)
+        self.seal().discard()
+
+
+@dataclass(frozen=True)
+class Part:
+    """A record whose entries are written but which is not yet in place (a file beside it): a pass of
+    several shards puts each shard's in place only after its deletes, when the whole pass was clean."""
+
+    path: str
+    temporary: str
+    count: int
+
+    def commit(self, source_files: int) -> None:
+        """Add the count line (a gzip member of its own: readers take the members as one stream) and
+        put the record in place."""
+        with open(self.temporary, "ab") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+                out.write(f"{_END}{self.count} {source_files}\n".encode())
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temporary)
 
 
 class Record:
@@ -160,6 +194,16 @@ class Record:
                                    f"run again without it") from exc
         raise StorageError(f"state file {self.path} is truncated after {count} entries: nothing deleted; "
                            f"run again without it")
+
+
+def check(path: str, ident: dict[str, object], *, writing: bool) -> None:
+    """Refuse (exit 2) a record that belongs to another destination, or (``writing``) a directory
+    where no new record can be written, before a pass changes anything (its token included)."""
+    if writing:
+        StateWriter(path).discard()
+    record = open_state(path, ident)
+    if record is not None:
+        record.close()
 
 
 def open_state(path: str, ident: dict[str, object]) -> Record | None:

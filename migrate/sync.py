@@ -1,51 +1,41 @@
-"""``regmig sync``: walk both sides once, copy what differs, then delete extras only after a clean pass.
+"""``regmig sync``: one pass is its shards, each walking both sides of its key range and copying
+what differs; deletes follow only after every shard ended clean.
 
 A pass that writes holds the destination's lease (migrate.lease) and moves its generation token
-before anything else (migrate.generation); a ``--state`` record stands in for the listing only
-when its token is the destination's, and a new one is written only when every examined object
-ended with a result and the pass was clean.
+before anything else (migrate.generation), once for all its shards; then its shards run
+(migrate.shardsync: one, ``shards.WHOLE``, or many, here or in other processes or on a cluster:
+migrate.runners), each with its own ``--state`` record, which stands in for its listing only when
+its token is the destination's. Their outcomes are merged into the pass's one report; then
+``conclude`` applies the delete guards to the whole pass and puts the shards' new records in
+place, only when every examined object ended with a result and the pass was clean. ``gather``
+(migrate.results) concludes a pass whose shards ran as separate jobs the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from migrate import generation, guards, state, tree
 from migrate.errors import BadInput, RegmigError
 from migrate.lease import Lease
-from migrate.listing import read_ahead, registry_entries
-from migrate.march import march
-from migrate.outcome import Outcome, PathList, Result
-from migrate.plan import Action, Reason, decide
+from migrate.outcome import PathList
 from migrate.report import Report, Tally
-from migrate.storage.base import Entry, Storage
+from migrate.runners import Here, Job, Runner
+from migrate.shards import WHOLE, Shard
+from migrate.shardsync import ShardOutcome, ShardTask, sync_shard
+from migrate.storage.base import Storage
 from migrate.transfer import Copier, WorkerPool
 
-
-UPLOAD_BATCH = 8
-"""Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
-lowering the number of requests in flight (each worker still has one at a time)."""
-INLINE_READ = 4096
-"""Local files up to this size (link files) are hashed by the walk when the destination is listed
-and holds data, so a pass compares them with the destination's MD5 without another read (with a
-state record, their stamps spare even that read). One that must be uploaded or compared is sent
-with the bytes the walk hashed (read on the listing thread when the walk did not hash): the MD5
-kept for the state record is then that of the very bytes sent, and the worker queue holds at most
-a few MiB of them."""
 DELETE_BATCH = 1000
 """Deletes per job: one DeleteObjects request on S3, a loop of exact-key deletes elsewhere."""
 SHRINK_LIMIT = 0.5
-"""Deletes are refused when the source walk finds fewer files than this share of what the pass that
-wrote the state record found: a failed mount shows an old or empty tree, and deleting from it would
-empty the destination."""
+"""Deletes are refused when a shard's source walk finds fewer files than this share of what the
+pass that wrote its state record found: a failed mount shows an old or empty tree, and deleting
+from it would empty the destination."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +72,8 @@ def preflight(source: Storage, destination: Storage, *, require_registry: bool =
     destination.check_destination()
 
 
-def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
-    """Make the destination match the source. Results and failures go to ``report``."""
+def check_inputs(source: Storage, destination: Storage, options: SyncOptions, report: Report) -> None:
+    """Every refusal decided before a pass (or a shard of one) writes anything."""
     preflight(source, destination)
     if (options.delete and not options.dry_run and not source.is_local and not options.allow_object_source_delete
             and destination.has_entries(tree.V2)):
@@ -94,12 +84,95 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
     if options.state_path and source.is_local and \
             os.path.abspath(options.state_path).startswith(os.path.join(source.rootdirectory, "")):
         raise BadInput(f"--state {options.state_path} is inside the source tree: it would be copied; put it elsewhere")
+
+
+def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report, *,
+         shards: Sequence[Shard] = (WHOLE,), runner: Runner | None = None) -> None:
+    """Make the destination match the source, as ``shards`` (a partition of the key space) run by
+    ``runner`` (default: here, one after another). Results and failures go to ``report``."""
+    check_inputs(source, destination, options, report)
     with contextlib.ExitStack() as held:
         lease = None if options.dry_run else held.enter_context(
             Lease(destination, "sync", break_lock=options.break_lock, note=report.note))
         if options.state_path:
-            held.enter_context(state.locked(options.state_path, exclusive=not options.dry_run))
-        _held_sync(source, destination, options, report, lease)
+            for shard in shards:
+                path = state.shard_path(options.state_path, shard)
+                held.enter_context(state.locked(path, exclusive=not options.dry_run))
+                state.check(path, state.identity(destination, options.include_uploads, shard),
+                            writing=not options.dry_run)
+        runner = runner or Here()
+        token, template = begin(source, destination, options, report)
+        tasks = [template.for_shard(shard, runner.concurrency) for shard in shards]
+        outcomes = run_shards(runner, tasks, report,
+                              lambda task, shard_report: sync_shard(source, destination, task, shard_report))
+        conclude(outcomes, source, destination, options, report, lease, token)
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    """What every shard of a pass shares; ``for_shard`` makes one shard's task of it."""
+
+    options: SyncOptions
+    token: generation.Token | None
+    previous: str | None
+    listed_holds_data: bool
+    stamps: bool
+    keep_candidates: bool = False
+
+    def for_shard(self, shard: Shard, concurrency: int = 1) -> ShardTask:
+        """``concurrency``: shards running at once, which share the pass's ``workers``."""
+        options = self.options
+        return ShardTask(shard=shard, delete=options.delete, dry_run=options.dry_run,
+                         include_uploads=options.include_uploads, workers=-(-options.workers // concurrency),
+                         small_limit=options.small_limit, state_path=options.state_path,
+                         token=self.token.value if self.token else None,
+                         token_data=self.token.data if self.token else None, previous=self.previous,
+                         listed_holds_data=self.listed_holds_data, stamps=self.stamps,
+                         keep_candidates=self.keep_candidates)
+
+
+def begin(source: Storage, destination: Storage, options: SyncOptions, report: Report,
+          moved: tuple[generation.Token | None, str | None] | None = None,
+          only: Shard = WHOLE) -> tuple[generation.Token | None, TaskTemplate]:
+    """The pass's start, once for all its shards: the generation token moved (or ``moved``: the token
+    of a run of separate shard jobs, and the one it replaced), listed MD5s calibrated, unfinished
+    uploads aborted (``only`` in this shard's range: the other shards' may be under way)."""
+    token: generation.Token | None
+    if moved is None:
+        current = generation.current(destination)
+        token = current if options.dry_run else generation.advance(destination, "sync")
+        previous = current.value if current else None
+    else:
+        token, previous = moved
+    destination.calibrate_md5((generation.PATH, token.data) if token else None)
+    if not options.dry_run:
+        aborted = destination.abort_incomplete_uploads(
+            keep=lambda path: tree.is_excluded(path) or not only.contains(path))
+        if aborted:
+            report.note(f"aborted {aborted:,} unfinished multipart uploads left by an interrupted run")
+    return token, TaskTemplate(options, token, previous, destination.has_entries(tree.V2),
+                               _stamps_trusted(source, report))
+
+
+class ShardFailed(RegmigError):
+    """The one shard of a pass stopped in another process; its error, with the exit code it had there."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_shards(runner: Runner, tasks: Sequence[Any], report: Report, here: Job) -> list[ShardOutcome]:
+    """The shards run; a shard that stopped part-way is a failure of the pass (so nothing is deleted),
+    or, when the pass is that one shard, its error."""
+    outcomes = runner.run(tasks, report, here)
+    report.listing_finished = True
+    for outcome in outcomes:
+        if outcome.error is not None:
+            if len(tasks) == 1:
+                raise ShardFailed(outcome.error, outcome.error_exit)
+            report.failure(f"shard {outcome.shard}", outcome.error)
+    return outcomes
 
 
 def exit_code(options: SyncOptions, report: Report) -> int:
@@ -109,68 +182,6 @@ def exit_code(options: SyncOptions, report: Report) -> int:
     failed = (report.count(PathList.FAILURES) or report.count(PathList.PROBLEMS) or report.delete_refusal
               or report.unaccounted() or changed_in_window)
     return 1 if failed else 0
-
-
-def _held_sync(source: Storage, destination: Storage, options: SyncOptions, report: Report,
-               lease: Lease | None) -> None:
-    """The pass itself, with the destination's lease and the state file's lock held."""
-    ident = state.identity(destination, options.include_uploads)
-    # The new record's file first: a state directory that cannot be written fails before the old record goes.
-    writer = state.StateWriter(options.state_path) if options.state_path and not options.dry_run else None
-    record: state.Record | None = None
-    try:
-        record = state.open_state(options.state_path, ident) if options.state_path else None
-        current = generation.current(destination)
-        if record is not None:
-            if not options.dry_run:
-                record.consume()  # used or not, it no longer describes a destination this pass writes
-            doubt = _doubt(record, current)
-            if doubt:
-                report.note(f"state file not used: {doubt}; the destination is listed instead")
-                record.close()
-                record = None
-        token = current if options.dry_run else generation.advance(destination, "sync")
-        if writer is not None and token is not None:
-            writer.begin(ident, token.value)
-        destination.calibrate_md5((generation.PATH, token.data) if token else None)
-        if not options.dry_run:
-            aborted = destination.abort_incomplete_uploads(keep=lambda path: tree.is_excluded(path))
-            if aborted:
-                report.note(f"aborted {aborted:,} unfinished multipart uploads left by an interrupted run")
-        if record is not None:
-            report.note(f"destination not listed: read from the state file of the pass at {record.written} "
-                        f"(--state); run verify, which lists both sides, before switching the registry over")
-        # With a record, small files are compared by their stamps and only those written since are
-        # read; against a listing of a destination that holds data, the walk hashes them all.
-        hash_all_small = record is None and destination.has_entries(tree.V2)
-        source_count = _copy_pass(source, destination, options, report, record, writer, lease,
-                                  stamps=_stamps_trusted(source, report),
-                                  hash_limit=INLINE_READ if hash_all_small else 0)
-    except BaseException:
-        if writer:
-            writer.discard()
-        if record:
-            record.close()
-        raise
-    if options.delete and not options.dry_run and report.count(PathList.VANISHED):
-        report.note(f"{report.count(PathList.VANISHED):,} files vanished from the source during a pass with "
-                    f"--delete: is the registry read-only? Run the pass again once it is")
-    if writer:
-        assert token is not None
-        _finish_state(writer, report, destination, token, lease, source_count)
-
-
-def _doubt(record: state.Record, current: generation.Token | None) -> str | None:
-    """Why a record cannot stand in for a listing of the destination now, or None when it can."""
-    if record.generation is None:
-        return f"it was written by an older regmig (format {record.format}), without a generation token"
-    if current is None:
-        return ("the destination holds no generation token: since the record was written it was emptied or "
-                "replaced, or this is another service behind the same name")
-    if current.value != record.generation:
-        return ("the destination was written since the record was (its generation token moved: a pass "
-                "without this record, nameless-tags --fix, or a verify that failed)")
-    return None
 
 
 def _stamps_trusted(source: Storage, report: Report) -> bool:
@@ -183,157 +194,63 @@ def _stamps_trusted(source: Storage, report: Report) -> bool:
     return False
 
 
-def _copy_pass(source: Storage, destination: Storage, options: SyncOptions, report: Report,
-               record: state.Record | None, writer: state.StateWriter | None, lease: Lease | None, *,
-               stamps: bool, hash_limit: int) -> int:
-    """The merge loop and the deletes after it; returns how many entries the source walk found.
-    ``hash_limit``: hashing small files in the walk pays when they are compared; into an empty
-    destination every one is uploaded (read once, then) or, in a dry run, not read at all."""
-    copier = Copier(source, destination, dry_run=options.dry_run, small_limit=options.small_limit)
-    walk: Iterable[Entry] = source.walk(on_problem=report.problem, hash_limit=hash_limit)
-    source_entries = read_ahead(registry_entries(
-        walk if stamps else _unstamped(walk), include_uploads=options.include_uploads, skip_markers=True,
-        on_excluded=lambda e: report.add(Result(Outcome.NOT_COPIED, e.path, e.size, tree.classify(e.path).kind.value))))
-    destination_entries = read_ahead(record.entries() if record is not None else
-                                     registry_entries(destination.walk(), include_uploads=options.include_uploads,
-                                                      skip_markers=False))
-    remember = writer.add if writer else (lambda entry: None)
-    report.phase = "comparing" if options.dry_run else "copying"
-    source_count = 0
-    extras = Tally()
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as delete_spool:
-        with WorkerPool(options.workers, report.add_all) as pool:
-            by_path = _Batch(pool, copier.upload_batch, lambda item: item[1].size)  # read by the worker
-            with_bytes = _Batch(pool, copier.put_batch, lambda item: len(item[1]))  # read here (see INLINE_READ)
-            against = _Batch(pool, copier.compare_batch, lambda item: len(item[1]))  # read here, compared there
-            for path, src, dst in march(source_entries, destination_entries):
-                report.examined_one(path)
-                source_count += src is not None
-                action, reason = decide(path, src, dst)
-                inline = src is not None and source.is_local and src.size <= INLINE_READ and \
-                    not tree.is_content_addressed(path)
-                if action is Action.UPLOAD:
-                    assert src is not None
-                    report.planned(src.size)
-                    if options.dry_run:  # nothing to do but count: no worker needed
-                        report.add(copier.uploaded(reason.value, path, src.size))
-                    elif inline:
-                        data, md5 = _read_here(copier, path, src, reason, report)
-                        if data is not None:
-                            remember(Entry(path, len(data), md5, stamp=src.stamp))
-                            with_bytes.add((path, data, reason.value))
-                    else:
-                        # Only content-addressed paths (equal size, equal content) get no MD5 here: any
-                        # other path's listed MD5 may be older than the bytes the worker reads.
-                        remember(Entry(path, src.size))
-                        if src.size < options.small_limit:
-                            by_path.add((path, src, reason.value))
-                        else:
-                            pool.submit(copier.upload, path, src, reason.value, covers=[(path, src.size)])
-                elif action is Action.CHECK:
-                    assert src is not None and dst is not None
-                    if inline:
-                        data, md5 = _read_here(copier, path, src, Reason.CONTENT, report)
-                        if data is not None:
-                            # Either found equal or replaced by these very bytes: the record's MD5 holds.
-                            remember(Entry(path, len(data), md5, stamp=src.stamp))
-                            if dst.md5 is None:  # the destination lists no MD5: a worker reads and compares
-                                against.add((path, data))
-                            elif md5 == dst.md5:
-                                report.add(Result(Outcome.SKIPPED, path, len(data), Reason.SAME.value))
-                            else:
-                                with_bytes.add((path, data, Reason.CONTENT.value))
-                    else:
-                        remember(Entry(path, dst.size))  # the worker's verdict is not known here
-                        pool.submit(copier.check, path, dst, covers=[(path, dst.size)])
-                elif action is Action.SKIP:
-                    assert src is not None and dst is not None
-                    compared = src.md5 is not None and src.md5 == dst.md5
-                    remember(_vouched(dst, src.stamp if compared or src.stamp == dst.stamp else None))
-                    report.add(Result(Outcome.SKIPPED, path, src.size, reason.value))
-                elif action is Action.KEEP:
-                    assert dst is not None
-                    remember(dst)
-                    report.add(Result(Outcome.KEPT, path, dst.size, reason.value, listed=PathList.KEPT))
-                elif action is Action.DELETE:
-                    assert dst is not None
-                    extras.count += 1
-                    extras.bytes += dst.size
-                    if options.delete:
-                        delete_spool.write(json.dumps([path, dst.size]) + "\n")
-                    else:
-                        remember(dst)
-                        report.add(Result(Outcome.NOT_DELETED, path, dst.size, "no --delete"))
-            for batch in (by_path, with_bytes, against):
-                batch.flush()
-            report.listing_finished = True
-            report.phase = "finishing"  # the walk is done; the workers finish what it handed them
-        if options.delete and extras.count:
-            _delete_extras(delete_spool, extras, source_count, options, copier, report, record, lease)
-    return source_count
+def conclude(outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage, options: SyncOptions,
+             report: Report, lease: Lease | None, token: generation.Token | None) -> None:
+    """After every shard: the deletes, if the whole pass allows them, then the shards' records."""
+    if options.delete and not options.dry_run and report.count(PathList.VANISHED):
+        report.note(f"{report.count(PathList.VANISHED):,} files vanished from the source during a pass with "
+                    f"--delete: is the registry read-only? Run the pass again once it is")
+    parts = [(outcome.part, outcome.source_count) for outcome in outcomes if outcome.part is not None]
+    try:
+        if options.delete and any(outcome.extras.count for outcome in outcomes):
+            copier = Copier(source, destination, dry_run=options.dry_run, small_limit=options.small_limit)
+            _delete_extras(outcomes, options, copier, report, lease)
+    except BaseException:
+        for part, _ in parts:
+            part.discard()
+        raise
+    if parts:
+        assert token is not None
+        _finish_state(parts, report, destination, token, lease)
 
 
-def _read_here(copier: Copier, path: str, src: Entry, reason: Reason, report: Report) -> tuple[bytes | None, str]:
-    """A small local file's bytes (from the walk, or read now) and their MD5; None when it could not be read."""
-    if src.data is not None and src.md5 is not None:
-        return src.data, src.md5
-    data, failure = copier.read_inline(path, src.size, reason.value)
-    if data is None:
-        assert failure is not None
-        report.add(failure)
-        return None, ""
-    return data, hashlib.md5(data).hexdigest()
-
-
-def _unstamped(entries: Iterable[Entry]) -> Iterator[Entry]:
-    for entry in entries:
-        yield dataclasses.replace(entry, stamp=None) if entry.stamp else entry
-
-
-def _vouched(dst: Entry, stamp: str | None) -> Entry:
-    """``dst`` for the state record, carrying the stamp of a source file whose content (read after
-    the stamp was taken) was found equal to it; None drops a stamp that no longer vouches."""
-    return dst if dst.stamp == stamp else Entry(dst.path, dst.size, dst.md5, dst.etag, stamp=stamp)
-
-
-class _Batch:
-    """Small jobs go to the workers ``UPLOAD_BATCH`` at a time: one thread hand-off per batch.
-    ``size_of`` gives an item's size, so the pool knows every object the job answers for."""
-
-    def __init__(self, pool: WorkerPool, job: Callable[[list[Any]], list[Result]],
-                 size_of: Callable[[Any], int]) -> None:
-        self._pool = pool
-        self._job = job
-        self._size_of = size_of
-        self._items: list[Any] = []
-
-    def add(self, item: Any) -> None:
-        self._items.append(item)
-        if len(self._items) == UPLOAD_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._items:
-            self._pool.submit(self._job, self._items,
-                              covers=[(item[0], self._size_of(item)) for item in self._items])
-            self._items = []
-
-
-def _finish_state(writer: state.StateWriter, report: Report, destination: Storage, token: generation.Token,
-                  lease: Lease | None, source_count: int) -> None:
-    """A record is kept only when every planned change happened and is accounted for, and nothing
-    else wrote the destination meanwhile: otherwise it would lie."""
-    unclean = [f"{report.count(name):,} {name.value}" for name in (PathList.FAILURES, PathList.PROBLEMS,
-                                                                    PathList.VANISHED) if report.count(name)]
+def _finish_state(parts: list[tuple[state.Part, int]], report: Report, destination: Storage,
+                  token: generation.Token, lease: Lease | None) -> None:
+    """The records are put in place only when every planned change happened and is accounted for,
+    and nothing else wrote the destination meanwhile: otherwise they would lie."""
+    unclean = unclean_reasons(report, destination, token, lease)
     if report.delete_refusal:
         unclean.append("deletions refused")
-    if not writer.usable:
-        unclean.append("a key holds a tab or newline")
+    if unclean:
+        for part, _ in parts:
+            part.discard()
+        report.note(f"no state file written ({', '.join(unclean)}): the next pass lists the destination")
+        return
+    for part, source_count in parts:
+        part.commit(source_count)
+    entries = sum(part.count for part, _ in parts)
+    where = parts[0][0].path if len(parts) == 1 else f"{len(parts)} files, {parts[0][0].path} ..."
+    report.note(f"state file written: {where} ({entries:,} entries)")
+
+
+def report_unclean(report: Report) -> list[str]:
+    """What in a report keeps a pass from vouching for what it did."""
+    unclean = [f"{report.count(name):,} {name.value}" for name in (PathList.FAILURES, PathList.PROBLEMS,
+                                                                    PathList.VANISHED) if report.count(name)]
     if report.unaccounted():
         unclean.append(f"{report.unaccounted():,} objects without a result")
+    return unclean
+
+
+def unclean_reasons(report: Report, destination: Storage, token: generation.Token | None,
+                    lease: Lease | None) -> list[str]:
+    """Why a pass (or a shard of one) cannot vouch for what it did: failures, entries passed over,
+    files that vanished, results that do not add up, a lost lease, or a generation token that moved
+    (something else wrote the destination meanwhile). Empty when it is clean."""
+    unclean = report_unclean(report)
     if lease is not None and lease.lost:
         unclean.append(lease.lost)
-    if not unclean:
+    if not unclean and token is not None:
         try:
             now = generation.current(destination)
         except RegmigError as exc:
@@ -342,45 +259,53 @@ def _finish_state(writer: state.StateWriter, report: Report, destination: Storag
             if now is None or now.value != token.value:
                 unclean.append("the destination's generation token moved during the pass (a verify that failed, "
                                "or another writer)")
-    if unclean:
-        writer.discard()
-        report.note(f"no state file written ({', '.join(unclean)}): the next pass lists the destination")
-        return
-    writer.commit(source_count)
-    report.note(f"state file written: {writer.path} ({writer.count:,} entries)")
+    return unclean
 
 
-def _delete_extras(spool: Any, extras: Tally, source_count: int, options: SyncOptions, copier: Copier,
-                   report: Report, record: state.Record | None, lease: Lease | None) -> None:
-    """Deletes run only after the whole pass, and only when that pass was clean (rclone's rule)."""
-    candidates = extras.count
+def _delete_extras(outcomes: Sequence[ShardOutcome], options: SyncOptions, copier: Copier, report: Report,
+                   lease: Lease | None) -> None:
+    """Deletes run only after the whole pass, and only when every shard of it was clean (rclone's rule)."""
+    extras = Tally(sum(o.extras.count for o in outcomes), sum(o.extras.bytes for o in outcomes))
+    source_count = sum(outcome.source_count for outcome in outcomes)
     refusal = None
     if source_count == 0:
         refusal = "the source walk found nothing to copy"
     elif report.count(PathList.PROBLEMS):
         refusal = f"the source walk passed over {report.count(PathList.PROBLEMS):,} entries"
+    elif stopped := [str(outcome.shard) for outcome in outcomes if outcome.error]:
+        refusal = f"shard {', '.join(stopped)} stopped before its end"
     elif report.count(PathList.FAILURES):
         refusal = f"{report.count(PathList.FAILURES):,} objects failed to copy"
-    elif record is not None and record.source_files and source_count < record.source_files * SHRINK_LIMIT:
-        refusal = (f"the source walk found {source_count:,} files, but the pass that wrote the state file at "
-                   f"{record.written} found {record.source_files:,}: is the source mounted? (a failed or missing "
-                   f"mount shows an old or empty tree); if the source is right, run again without --state")
+    elif shrunk := _shrunk(outcomes):
+        refusal = shrunk
     elif lease is not None and lease.lost:
         refusal = f"{lease.lost}; another run may be writing the destination"
-    elif 0 <= options.max_delete < candidates:
-        refusal = f"{candidates:,} objects would go, more than --max-delete {options.max_delete:,}"
+    elif 0 <= options.max_delete < extras.count:
+        refusal = f"{extras.count:,} objects would go, more than --max-delete {options.max_delete:,}"
     if refusal:
-        report.refuse_delete(f"not deleting {candidates:,} destination-only objects: {refusal}", extras)
+        report.refuse_delete(f"not deleting {extras.count:,} destination-only objects: {refusal}", extras)
         return
     report.phase = "deleting"
-    spool.seek(0)
     batch: list[tuple[str, int]] = []
     with WorkerPool(options.workers, report.add_all) as pool:
-        for line in spool:
-            path, size = json.loads(line)
-            batch.append((path, size))
-            if len(batch) == DELETE_BATCH:
-                pool.submit(copier.delete_batch, batch, covers=batch)
-                batch = []
+        for outcome in outcomes:
+            for path, size in outcome.candidates or ():
+                batch.append((path, size))
+                if len(batch) == DELETE_BATCH:
+                    pool.submit(copier.delete_batch, batch, covers=batch)
+                    batch = []
         if batch:
             pool.submit(copier.delete_batch, batch, covers=batch)
+
+
+def _shrunk(outcomes: Sequence[ShardOutcome]) -> str | None:
+    """The shrink guard, shard by shard: a shard whose source walk found under ``SHRINK_LIMIT`` of
+    what the pass that wrote its record found refuses every delete."""
+    for outcome in outcomes:
+        before = outcome.record_source_files
+        if before and outcome.source_count < before * SHRINK_LIMIT:
+            where = "" if outcome.shard.count == 1 else f" (shard {outcome.shard})"
+            return (f"the source walk found {outcome.source_count:,} files{where}, but the pass that wrote the state "
+                    f"file at {outcome.record_written} found {before:,}: is the source mounted? (a failed or missing "
+                    f"mount shows an old or empty tree); if the source is right, run again without --state")
+    return None

@@ -173,6 +173,15 @@ def pull(base: str, reference: str, workdir: Path) -> None:
            f"oci:{out}:x", workdir=workdir)
 
 
+def serves(base: str, expected: dict[str, dict[str, str | None]], workdir: Path) -> None:
+    """The registry at ``base`` lists exactly ``expected`` (a snapshot) and pulls every tag and digest in it."""
+    assert snapshot(base) == expected
+    for repository, tag_digests in expected.items():
+        for tag, digest in tag_digests.items():
+            pull(base, f"{repository}:{tag}", workdir)
+            pull(base, f"{repository}@{digest}", workdir)
+
+
 # --- OCI image layouts built from bytes ---------------------------------------------------------
 
 

@@ -121,6 +121,11 @@ def test_after_the_cut_over_the_registrys_writes_are_its_own_and_the_rest_must_m
     text = regmig("verify", registry.root, url, "--endpoint-url", s3_endpoint, "--cutover-time", cutover).stdout
     assert text.startswith("verify OK") and f"deleted after the cut-over, or lost ({len(deleted)})" in text
     assert verify("--strict")["exit_code"] == 1
+    # The same proof as shards in worker processes: each settles its own pairs, the counts add up.
+    sharded = verify("--processes", "2", "--shards", "4")
+    assert sharded["exit_code"] == 0 and sharded["cutover"] == report["cutover"]
+    for name in (WRITTEN_AFTER_CUTOVER, GONE_OR_LOST, "content differs", "missing in destination"):
+        assert paths(sharded, name) == paths(report, name), name
 
     # A blob gone is never the registry's doing (only garbage collection deletes blobs).
     blob = tree.blob_path(Path(registry.root, ALPINE, "_manifests/tags/3.20/current/link").read_text())

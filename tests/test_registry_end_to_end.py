@@ -79,11 +79,7 @@ def test_registry_serves_migrated_tree_from_s3(tmp_path: Path, s3, bucket: str, 
     storage = snippet_storage(url, s3_endpoint)
     with rr.running_registry(storage, work) as migrated:
         assert rr.catalog(migrated) == list(expected)
-        assert rr.snapshot(migrated) == expected
-        for repository, tag_digests in expected.items():
-            for tag, digest in tag_digests.items():
-                rr.pull(migrated, f"{repository}:{tag}", work)
-                rr.pull(migrated, f"{repository}@{digest}", work)
+        rr.serves(migrated, expected, work)
         assert rr.manifest_digest(migrated, "team/tool", digests["old"]) is None
 
     # Re-push a tag on the filesystem registry, sync --delete, and the S3 registry follows it.
@@ -139,8 +135,4 @@ def test_registry_serves_a_tree_whose_docker_directory_is_a_link(tmp_path: Path,
     assert list_keys(s3, bucket) and all(k.startswith("registry-root/docker/registry/v2/") for k in list_keys(s3, bucket))
 
     with rr.running_registry(snippet_storage(url, s3_endpoint), work) as migrated:
-        assert rr.snapshot(migrated) == expected
-        for repository, tag_digests in expected.items():
-            for tag, digest in tag_digests.items():
-                rr.pull(migrated, f"{repository}:{tag}", work)
-                rr.pull(migrated, f"{repository}@{digest}", work)
+        rr.serves(migrated, expected, work)

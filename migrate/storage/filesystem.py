@@ -121,6 +121,8 @@ class FilesystemStorage(Storage):
             return
         follow = self.follow_symlinks
         links = _Links(self.root)
+        if follow and rel_dir:
+            links.enter(rel_dir)
         stack = [_frame(top, rel_dir, on_problem, follow, span)]
         try:
             while stack:
@@ -378,6 +380,18 @@ class _Links:
     def __init__(self, root: str) -> None:
         self._root = root
         self._trees: list[str] = []
+
+    def enter(self, rel_dir: str) -> None:
+        """A walk that starts below the root (a key range, a shard): the links on the way down count
+        as walked, as in a whole walk, which would have entered them (``docker -> /mnt/disk/docker``
+        and a link inside pointing back into it)."""
+        if not self._trees:
+            self._trees.append(os.path.realpath(self._root))
+        parts = rel_dir.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            local = os.path.join(self._root, *parts[:depth])
+            if os.path.islink(local):
+                self._trees.append(os.path.realpath(local))
 
     def admit(self, path: str, on_problem: ProblemSink | None) -> bool:
         """Whether the link at ``path`` may be followed; when not, why goes to ``on_problem``."""
