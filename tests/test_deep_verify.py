@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from cli_runner import regmig
+from conftest import regmigs_own
 from faultproxy import FaultProxy, Faults, ResponseFilter
 from migrate import tree
 from migrate.progress import Meter, plain_line
@@ -42,9 +43,8 @@ def object_gets(faults: Faults) -> Counter[str]:
         parts = urlsplit(target)
         if method == "GET" and not parts.query:
             key = unquote(parts.path).split("/", 2)[2]  # /bucket/key (path style)
-            path = key.removeprefix(f"{ROOT}/")
-            if not path.startswith(".regmig/"):
-                reads[path] += 1
+            if not regmigs_own(key):
+                reads[key.removeprefix(f"{ROOT}/")] += 1
     return reads
 
 
