@@ -21,7 +21,7 @@ from migrate.report import Report
 from migrate.runners import Here, Runner
 from migrate.shards import WHOLE, Shard
 from migrate.shardsync import ShardOutcome, shard_walk
-from migrate.storage.base import Entry, Storage
+from migrate.storage.base import Entry, Link, Storage
 from migrate.sync import preflight, run_shards
 from migrate.transfer import WorkerPool, attempt
 
@@ -158,6 +158,7 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
     checked = Checked()
     finder = MarkerFinder()
     cutover = Cutover(task.cutover, task.strict) if task.cutover is not None else None
+    links: list[Link] = []
 
     def is_registry_marker(entry: Entry) -> bool:
         """Feed one destination entry to the marker finder; True for a marker (counted apart)."""
@@ -175,8 +176,8 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
                 if semantics:
                     semantics.see(entry)
     else:
-        source_entries = read_ahead(registry_entries(shard_walk(source, task.shard, report.problem),
-                                                     include_uploads=task.include_uploads, skip_markers=True))
+        walk = shard_walk(source, task.shard, report.problem, on_link=links.append)
+        source_entries = read_ahead(registry_entries(walk, include_uploads=task.include_uploads, skip_markers=True))
         deep = semantics.see if semantics else None
         with WorkerPool(task.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
@@ -199,7 +200,7 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
     if task.shard.count == 1:
         report.listing_finished = True
     return ShardOutcome(task.shard, result={"counts": counts.__dict__, "checked": checked.counts,
-                                            "untimed": cutover.untimed if cutover else 0})
+                                            "untimed": cutover.untimed if cutover else 0}, links=links)
 
 
 def _count_destination(path: str, counts: Counts, checked: Checked) -> None:

@@ -24,7 +24,8 @@ from typing import IO
 
 from migrate.errors import StorageError
 from migrate.listing import _offer
-from migrate.storage.base import Entry, ProblemSink, Storage
+from migrate.storage.base import Entry, LinkSink, ProblemSink, Storage
+from migrate.storage.links import Followed
 from migrate.storage.ranges import KeyRange
 
 BATCH = 1000
@@ -42,7 +43,7 @@ DISK_BYTES_PER_ENTRY = 64
 
 def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, prefix: str = "",
                 on_problem: ProblemSink | None = None, hash_limit: int = 0,
-                spool_dir: str | None = None) -> Iterator[Entry]:
+                spool_dir: str | None = None, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """A local tree's walk of ``ranges``, on ``threads`` threads only where that pays.
 
     Measured (bench/listing_bench.py, 200,000 files): a walk that waits on the disk (a cold page
@@ -52,13 +53,17 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
     rest goes to threads only if the probe waited: it made the disk read (Linux counts a thread's
     reads from the block device), or its thread spent under ``WAITING`` of the time on the CPU
     (a network filesystem, whose reads no block device counts).
+
+    Symbolic links the ranges followed are checked against each other at the end, as in
+    ``parallel_walk``; those that pass go to ``on_link``.
     """
     if not ranges:
         return
+    followed = Followed()
     wall = cpu = 0.0
     seen, last = 0, None
     disk_before = _disk_reads()
-    with closing(storage.walk(prefix, on_problem, hash_limit, within=ranges[0])) as probe:
+    with closing(storage.walk(prefix, on_problem, hash_limit, within=ranges[0], on_link=followed.add)) as probe:
         while seen < PROBE:
             began, began_cpu = time.perf_counter(), time.thread_time()
             entry = next(probe, None)
@@ -73,7 +78,9 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
     waited = read >= DISK_BYTES_PER_ENTRY * max(seen, 1) or cpu < WAITING * wall
     # What the probe left of the first range starts just after its last path (no string lies between).
     rest = [*([KeyRange(last + "\x00", ranges[0].end)] if last is not None else []), *ranges[1:]]
-    yield from parallel_walk(storage, rest, threads if waited else 1, prefix, on_problem, hash_limit, spool_dir)
+    yield from parallel_walk(storage, rest, threads if waited else 1, prefix, on_problem, hash_limit, spool_dir,
+                             followed.add)
+    followed.settle(on_problem, on_link)
 
 
 def _disk_reads() -> int | None:
@@ -90,7 +97,7 @@ def _disk_reads() -> int | None:
 
 def parallel_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, prefix: str = "",
                   on_problem: ProblemSink | None = None, hash_limit: int = 0,
-                  spool_dir: str | None = None) -> Iterator[Entry]:
+                  spool_dir: str | None = None, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """Every entry of ``storage.walk(prefix, ...)`` within ``ranges`` (contiguous, in byte order:
     a shard's ``split``), listed by up to ``threads`` threads taking the ranges in order, yielded
     in byte order.
@@ -99,12 +106,18 @@ def parallel_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pr
     not when it reaches that range. ``on_problem`` is called from the listing threads. Closing
     the iterator stops the threads and removes the spilled files (in ``spool_dir``, default the
     system's temporary directory).
+
+    Each range's walk sees only its own symbolic links (--follow-symlinks): once every range has
+    ended, a link that overlaps another range's, as a whole walk would have refused it, goes to
+    ``on_problem`` (migrate.storage.links), and the others to ``on_link``.
     """
     if any(a.end != b.start for a, b in zip(ranges, ranges[1:])):
         raise ValueError("parallel_walk needs contiguous ranges in byte order")
+    followed = Followed()
     if threads <= 1 or len(ranges) <= 1:
         for span in ranges:
-            yield from storage.walk(prefix, on_problem, hash_limit, within=span)
+            yield from storage.walk(prefix, on_problem, hash_limit, within=span, on_link=followed.add)
+        followed.settle(on_problem, on_link)
         return
     stop = threading.Event()
     failure: list[BaseException] = []
@@ -119,7 +132,8 @@ def parallel_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pr
             if index is None:
                 return
             try:
-                if not _list(storage.walk(prefix, on_problem, hash_limit, within=ranges[index]), lanes[index], stop):
+                walk = storage.walk(prefix, on_problem, hash_limit, within=ranges[index], on_link=followed.add)
+                if not _list(walk, lanes[index], stop):
                     return
             except BaseException as exc:  # raised in the consumer
                 failure.append(exc)
@@ -138,6 +152,7 @@ def parallel_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pr
         stop.set()
         for lane in lanes:
             lane.discard()
+    followed.settle(on_problem, on_link)
 
 
 def _list(entries: Generator[Entry, None, None], lane: _Lane, stop: threading.Event) -> bool:

@@ -34,10 +34,11 @@ from migrate.outcome import Outcome, Result
 from migrate.report import Report, Tally
 from migrate.shards import Shard, partition
 from migrate.shardsync import LEFT_TO_GATHER, Candidates, ShardOutcome, sync_shard
-from migrate.storage.base import Storage
-from migrate.sync import SyncOptions, begin, check_inputs, conclude, report_unclean, unclean_reasons
+from migrate.storage.base import Link, Storage
+from migrate.sync import SyncOptions, begin, check_inputs, check_links, conclude, report_unclean, unclean_reasons
 
-FORMAT = 1
+FORMAT = 2
+"""2: a shard's result lists the symbolic links its source walk followed (checked by gather across shards)."""
 RUN = "run.json"
 GATHERED = "gathered.json"
 
@@ -216,7 +217,7 @@ def _record(results: Storage, run: Run, outcome: ShardOutcome, report: Report, u
         "error": outcome.error, "unclean": unclean, "source_count": outcome.source_count,
         "extras": [outcome.extras.count, outcome.extras.bytes],
         "record_source_files": outcome.record_source_files, "record_written": outcome.record_written,
-        "report": report.state()})
+        "links": [[link.path, link.target] for link in outcome.links], "report": report.state()})
 
 
 def gather(source: Storage, destination: Storage, options: SyncOptions, report: Report, results: Storage) -> int:
@@ -256,8 +257,10 @@ def gather(source: Storage, destination: Storage, options: SyncOptions, report: 
                     report.add(Result(Outcome.NOT_DELETED, path, size, "no --delete"))
             outcomes.append(ShardOutcome(shard, result["source_count"], Tally(*result["extras"]), candidates,
                                          record_source_files=result["record_source_files"],
-                                         record_written=result["record_written"]))
+                                         record_written=result["record_written"],
+                                         links=[Link(*link) for link in result["links"]]))
         report.listing_finished = True
+        check_links(outcomes, report)
         conclude(outcomes, source, destination, options, report, lease, None)
     if options.delete and not options.dry_run and report.delete_refusal is None:
         _put_json(results, GATHERED, {"format": FORMAT, "run": run.id, "at": _now()})

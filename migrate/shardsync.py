@@ -27,7 +27,7 @@ from migrate.parallel import parallel_walk, source_walk
 from migrate.plan import Action, Reason, decide
 from migrate.report import Report, Tally
 from migrate.shards import Shard
-from migrate.storage.base import Entry, Storage
+from migrate.storage.base import Entry, Link, LinkSink, Storage
 from migrate.transfer import Copier, WorkerPool
 
 UPLOAD_BATCH = 8
@@ -98,6 +98,9 @@ class ShardOutcome:
     """Its report, when it ran in another process (``Report.state``)."""
     result: dict[str, Any] = field(default_factory=dict)
     """What the command adds (verify's counts)."""
+    links: list[Link] = field(default_factory=list)
+    """The symbolic links its source walk followed (--follow-symlinks), for the pass to check
+    against the other shards' (``sync.check_links``): a shard sees only its own."""
 
 
 class Candidates:
@@ -220,14 +223,14 @@ def _doubt(record: state.Record, previous: str | None) -> str | None:
 
 
 def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None = None,
-               hash_limit: int = 0) -> Iterator[Entry]:
+               hash_limit: int = 0, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """The shard's part of one side, in byte order: a local tree walked on threads where that pays
     (``source_walk``), an object store listed on ``LISTING_THREADS`` threads."""
     if storage.is_local:
         return source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
-                           hash_limit=hash_limit)
+                           hash_limit=hash_limit, on_link=on_link)
     return parallel_walk(storage, shard.split(LISTING_THREADS * LISTING_THREADS), LISTING_THREADS,
-                         on_problem=on_problem, hash_limit=hash_limit)
+                         on_problem=on_problem, hash_limit=hash_limit, on_link=on_link)
 
 
 def _merge(source: Storage, destination: Storage, task: ShardTask, report: Report, record: state.Record | None,
@@ -235,7 +238,7 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
     """``hash_limit``: hashing small files in the walk pays when they are compared; into an empty
     destination every one is uploaded (read once, then) or, in a dry run, not read at all."""
     copier = Copier(source, destination, dry_run=task.dry_run, small_limit=task.small_limit)
-    walk = shard_walk(source, task.shard, report.problem, hash_limit)
+    walk = shard_walk(source, task.shard, report.problem, hash_limit, outcome.links.append)
     walked: Iterable[Entry] = walk if task.stamps else _unstamped(walk)
     source_entries = read_ahead(registry_entries(
         walked, include_uploads=task.include_uploads, skip_markers=True,

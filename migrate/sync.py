@@ -28,6 +28,7 @@ from migrate.runners import Here, Job, Runner
 from migrate.shards import WHOLE, Shard
 from migrate.shardsync import ShardOutcome, ShardTask, sync_shard
 from migrate.storage.base import Storage
+from migrate.storage.links import Followed
 from migrate.transfer import Copier, WorkerPool
 
 DELETE_BATCH = 1000
@@ -172,7 +173,15 @@ def run_shards(runner: Runner, tasks: Sequence[Any], report: Report, here: Job) 
             if len(tasks) == 1:
                 raise ShardFailed(outcome.error, outcome.error_exit)
             report.failure(f"shard {outcome.shard}", outcome.error)
+    check_links(outcomes, report)
     return outcomes
+
+
+def check_links(outcomes: Sequence[ShardOutcome], report: Report) -> None:
+    """The symbolic links every shard's source walk followed, checked against each other's: a link
+    to where another shard's link led is a problem of the pass, as a whole walk reports it (and so
+    blocks the deletes and fails the pass as any walk problem does)."""
+    Followed(link for outcome in outcomes for link in outcome.links).settle(report.problem)
 
 
 def exit_code(options: SyncOptions, report: Report) -> int:

@@ -19,7 +19,7 @@ from migrate.errors import StorageError
 from migrate.parallel import parallel_walk
 from migrate.shards import WHOLE, partition
 from migrate.storage import FilesystemStorage
-from migrate.storage.base import Entry, ProblemSink
+from migrate.storage.base import Entry, LinkSink, ProblemSink
 from migrate.storage.memory import MemoryStorage
 from migrate.storage.ranges import KeyRange
 
@@ -84,10 +84,10 @@ class FailingStorage(MemoryStorage):
     fail_at = ""
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         if span is not None and span.start == self.fail_at:
             raise StorageError("listing failed: connection reset")
-        yield from super()._walk(prefix, span, on_problem, hash_limit)
+        yield from super()._walk(prefix, span, on_problem, hash_limit, on_link)
 
 
 def test_an_error_in_a_range_ahead_is_raised_at_once() -> None:
@@ -150,9 +150,9 @@ class TimedStorage(MemoryStorage):
         self.listed_on: set[str] = set()
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         self.listed_on.add(threading.current_thread().name)
-        for entry in super()._walk(prefix, span, on_problem, hash_limit):
+        for entry in super()._walk(prefix, span, on_problem, hash_limit, on_link):
             time.sleep(self.wait)
             deadline = time.thread_time() + self.work
             while time.thread_time() < deadline:

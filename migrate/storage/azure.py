@@ -31,7 +31,7 @@ from migrate import redact, tree
 from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import ROOT_PREFIX_CONFIG, AzureOptions
-from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.base import Entry, LinkSink, ProblemSink, Storage, TransferSettings
 from migrate.storage.ranges import KeyRange, prefix_cover
 
 CONTENT_TYPE = "application/octet-stream"
@@ -85,7 +85,7 @@ class AzureStorage(Storage):
             return [item.name for item in page if isinstance(item, BlobPrefix)]
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         root = self.prefix
         with _errors(f"listing {self.container_name}/{root + prefix}", missing=BadInput):
             if span is None:

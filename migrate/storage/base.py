@@ -14,11 +14,32 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from migrate import tree
-from migrate.errors import ConditionFailed, RegmigError
+from migrate.errors import ConditionFailed, RegmigError, StorageError
 from migrate.storage.ranges import KeyRange
 
 ProblemSink = Callable[[str, str], None]
 """Called as ``sink(path, message)`` for an entry a walk had to pass over."""
+
+
+def report_problem(sink: ProblemSink | None, path: str, message: str) -> None:
+    """To ``sink``; without one it raises, as a walk without a sink does."""
+    if sink is None:
+        raise StorageError(f"{path}: {message}")
+    sink(path, message)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Link:
+    """A symbolic link a local walk followed (--follow-symlinks): its path, 'name/' for a directory
+    as the walk sorts it, and the real path it leads to. A walk of one key range sees only its own
+    range's links, so whoever merges ranges checks them against each other (migrate.storage.links)."""
+
+    path: str
+    target: str
+
+
+LinkSink = Callable[[Link], None]
+"""Called with each link a walk followed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +117,7 @@ class Storage(abc.ABC):
         return f"{self.driver.value} driver, rootdirectory {self.rootdirectory or '(none)'!r}, keys start {self.prefix or '(bucket root)'!r}"
 
     def walk(self, prefix: str = "", on_problem: ProblemSink | None = None, hash_limit: int = 0,
-             within: KeyRange | None = None) -> Generator[Entry, None, None]:
+             within: KeyRange | None = None, on_link: LinkSink | None = None) -> Generator[Entry, None, None]:
         """Yield every entry whose path starts with ``prefix``, in byte order of path; with
         ``within`` (a shard's range), only those in it, the listing started at the range's start
         and ended at its end as closely as the service allows.
@@ -104,17 +125,18 @@ class Storage(abc.ABC):
         Entries that cannot be listed go to ``on_problem``; without a sink they raise.
         ``hash_limit``: a local tree also gives the MD5 of files up to this size (object listings
         carry one already, so object stores ignore it). A local tree stamps its files (``Entry.stamp``).
+        ``on_link``: each symbolic link a local tree's walk followed (object stores have none).
         """
         if within is None:
-            return self._walk(prefix, None, on_problem, hash_limit)
+            return self._walk(prefix, None, on_problem, hash_limit, on_link)
         span = within.under(prefix)
         if span.empty:
             return _nothing()
-        return trimmed(self._walk(prefix, span, on_problem, hash_limit), span)
+        return trimmed(self._walk(prefix, span, on_problem, hash_limit, on_link), span)
 
     @abc.abstractmethod
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         """The backend's listing under ``prefix`` in byte order. With ``span`` (a non-empty range of
         paths under the prefix) it must hold every entry in it and should start and stop as close
         to it as the service can: ``walk`` drops what lies outside, and stops reading at the end."""

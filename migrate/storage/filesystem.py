@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 from migrate import tree
 from migrate.errors import BadInput, ObjectMissing, StorageError
-from migrate.storage.base import Entry, ProblemSink, Storage
+from migrate.storage.base import Entry, Link, LinkSink, ProblemSink, Storage, report_problem
+from migrate.storage.links import inside, overlapping, walked_twice
 from migrate.storage.ranges import KeyRange, common_prefix
 
 _COPY_BUFFER = 1024 * 1024
@@ -90,7 +91,7 @@ class FilesystemStorage(Storage):
         return sorted(f"{key_prefix}{name}/" for name in names)[:max_entries]
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         # Start at the deepest directory the prefix (or the range, when narrower) names fully,
         # then filter on the rest.
         named = prefix
@@ -99,19 +100,20 @@ class FilesystemStorage(Storage):
             named = shared if len(shared) > len(prefix) else prefix
         directory, _, _ = named.rpartition("/")
         start = directory + "/" if directory else ""
-        for entry in self._walk_dir(start, on_problem, hash_limit, span):
+        for entry in self._walk_dir(start, on_problem, hash_limit, span, on_link):
             if entry.path.startswith(prefix):
                 yield entry
 
     def _walk_dir(self, rel_dir: str, on_problem: ProblemSink | None, hash_limit: int,
-                  span: KeyRange | None) -> Iterator[Entry]:
+                  span: KeyRange | None, on_link: LinkSink | None) -> Iterator[Entry]:
         """Depth-first, children sorted so that paths come out in byte order.
 
         A directory sorts as 'name/', so 'a-b' (0x2d) comes before 'a/x' (0x2f) as in a bucket listing.
         Each directory is opened once and its files are stat'ed and read relative to it (a link file
         sits ten directories deep: a full path would be looked up again for every call). An explicit
         stack of directory frames (see ``_frame``) rather than nested generators. With
-        ``follow_symlinks`` a link sorts and is walked as what it points to, once ``_Links`` admits it.
+        ``follow_symlinks`` a link sorts and is walked as what it points to, once ``_Links`` admits it
+        (and goes to ``on_link``: another range's walk may have followed one to the same place).
         With ``span``, only the directories that hold one of its bounds are cut to it (two bisections
         each); the others lie wholly inside or outside it and are walked or passed over whole.
         """
@@ -120,7 +122,7 @@ class FilesystemStorage(Storage):
         if top is None:
             return
         follow = self.follow_symlinks
-        links = _Links(self.root)
+        links = _Links(self.root, on_link)
         if follow and rel_dir:
             links.enter(rel_dir)
         stack = [_frame(top, rel_dir, on_problem, follow, span)]
@@ -129,7 +131,7 @@ class FilesystemStorage(Storage):
                 dir_fd, children, settled = stack[-1]
                 for path, dir_entry in children:
                     if not _encodable(path):
-                        _problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                        report_problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
                                  "name is not valid UTF-8; object keys cannot hold it")
                     elif path.endswith("/"):
                         linked = follow and dir_entry.is_symlink()
@@ -142,7 +144,7 @@ class FilesystemStorage(Storage):
                             break
                     elif dir_entry.is_symlink():
                         if not follow:
-                            _problem(on_problem, path, NOT_FOLLOWED)
+                            report_problem(on_problem, path, NOT_FOLLOWED)
                         elif links.admit(path, on_problem):
                             entry = _file_entry(path, dir_entry, dir_fd, hash_limit, settled, on_problem, linked=True)
                             if entry is not None:
@@ -281,7 +283,7 @@ def _open_dir(name: str, parent_fd: int | None, rel_dir: str, on_problem: Proble
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
+        report_problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return None
 
 
@@ -323,7 +325,7 @@ def _children(dir_fd: int, rel_dir: str, on_problem: ProblemSink | None,
             else:  # the hot path: the type is in the directory entry, no call of ours per entry
                 children = [(rel_dir + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan]
     except OSError as exc:
-        _problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
+        report_problem(on_problem, rel_dir, f"cannot list directory: {exc.strerror}")
         return []
     children.sort(key=lambda item: item[0])
     return children
@@ -343,10 +345,10 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _problem(on_problem, path, f"cannot stat: {exc.strerror}")
+        report_problem(on_problem, path, f"cannot stat: {exc.strerror}")
         return None
     if not stat_module.S_ISREG(info.st_mode):
-        _problem(on_problem, path, "not a regular file")
+        report_problem(on_problem, path, "not a regular file")
         return None
     # Taken before any read, so content read later is never older than its stamp.
     stamp = f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}" \
@@ -375,10 +377,12 @@ def _file_entry(path: str, dir_entry: os.DirEntry[str], dir_fd: int, hash_limit:
 class _Links:
     """With --follow-symlinks: the real directories a walk has entered (the root's, then each
     followed link's), so a link that would walk something twice or forever is reported instead.
-    Only links pay for it (a realpath each): a walk without links never calls it."""
+    Only links pay for it (a realpath each): a walk without links never calls it. Each link
+    followed goes to ``on_link``, to be checked against those of other ranges' walks."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, on_link: LinkSink | None) -> None:
         self._root = root
+        self._on_link = on_link
         self._trees: list[str] = []
 
     def enter(self, rel_dir: str) -> None:
@@ -391,7 +395,7 @@ class _Links:
         for depth in range(1, len(parts) + 1):
             local = os.path.join(self._root, *parts[:depth])
             if os.path.islink(local):
-                self._trees.append(os.path.realpath(local))
+                self._followed("/".join(parts[:depth]) + "/", os.path.realpath(local))
 
     def admit(self, path: str, on_problem: ProblemSink | None) -> bool:
         """Whether the link at ``path`` may be followed; when not, why goes to ``on_problem``."""
@@ -406,27 +410,27 @@ class _Links:
                 pointed = os.readlink(link)
             except OSError:
                 return False  # the link itself is gone since the directory was read: nothing to copy
-            _problem(on_problem, name, f"dangling symbolic link: {pointed!r} does not exist")
+            report_problem(on_problem, name, f"dangling symbolic link: {pointed!r} does not exist")
             return False
         except OSError as exc:
-            _problem(on_problem, name, f"symbolic link cannot be followed: {exc.strerror}")
+            report_problem(on_problem, name, f"symbolic link cannot be followed: {exc.strerror}")
             return False
         target = os.path.realpath(link)
-        if _inside(os.path.realpath(os.path.dirname(link)), target):
-            _problem(on_problem, name, f"symbolic link loop: it points to {target}, which holds the link itself")
+        if inside(os.path.realpath(os.path.dirname(link)), target):
+            report_problem(on_problem, name, f"symbolic link loop: it points to {target}, which holds the link itself")
             return False
-        for walked in self._trees:
-            if _inside(target, walked) or _inside(walked, target):
-                _problem(on_problem, name, f"symbolic link points back into the tree ({target}, walked as "
-                                           f"{walked}): not followed, it would copy the same files under two names")
-                return False
-        if path.endswith("/"):
-            self._trees.append(target)
+        walked = overlapping(target, self._trees)
+        if walked is not None:
+            report_problem(on_problem, name, walked_twice(target, walked))
+            return False
+        self._followed(path, target)
         return True
 
-
-def _inside(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
+    def _followed(self, path: str, target: str) -> None:
+        if path.endswith("/"):
+            self._trees.append(target)
+        if self._on_link is not None:
+            self._on_link(Link(path, target))
 
 
 def _encodable(path: str) -> bool:
@@ -437,7 +441,3 @@ def _encodable(path: str) -> bool:
     return True
 
 
-def _problem(sink: ProblemSink | None, path: str, message: str) -> None:
-    if sink is None:
-        raise StorageError(f"{path}: {message}")
-    sink(path, message)

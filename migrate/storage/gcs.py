@@ -26,7 +26,7 @@ from migrate import redact, tree
 from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMissing, RegmigError, StorageError
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import GCSOptions
-from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.base import Entry, LinkSink, ProblemSink, Storage, TransferSettings
 from migrate.storage.ranges import KeyRange
 
 CONTENT_TYPE = "application/octet-stream"
@@ -84,7 +84,7 @@ class GCSStorage(Storage):
         return []
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         root = self.prefix
         offsets = {}  # GCS lists a range itself: from startOffset (included) to endOffset (excluded)
         if span is not None and span.start > prefix:

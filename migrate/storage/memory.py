@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from migrate import tree
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing
-from migrate.storage.base import Entry, ProblemSink, Storage
+from migrate.storage.base import Entry, LinkSink, ProblemSink, Storage
 from migrate.storage.ranges import KeyRange
 
 
@@ -61,7 +61,7 @@ class MemoryStorage(Storage):
             return any(key.startswith(key_prefix) for key in self.objects)
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         self.check_reachable()
         under = self.prefix + prefix
         start = self.prefix + span.start if span else under

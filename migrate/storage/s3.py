@@ -26,7 +26,7 @@ from migrate.errors import BadInput, ChecksumMismatch, ConditionFailed, ObjectMi
 from migrate.probe import PROBE_DIR
 from migrate.ratelimit import RateLimiter
 from migrate.storage.options import S3Options
-from migrate.storage.base import Entry, ProblemSink, Storage, TransferSettings
+from migrate.storage.base import Entry, LinkSink, ProblemSink, Storage, TransferSettings
 from migrate.storage.ranges import KeyRange, just_below
 from migrate.storage.s3_lean import LeanS3, lean_path_usable, tls_failure
 
@@ -245,7 +245,7 @@ class S3Storage(Storage):
         return bool(config.get("ServerSideEncryptionConfiguration", {}).get("Rules"))
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
-              hash_limit: int) -> Generator[Entry, None, None]:
+              hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
         root = self.prefix
         # A range starts the listing at its first key (S3 lists keys after StartAfter); the
         # caller stops reading at its end, so no page past it is asked for.
