@@ -20,7 +20,7 @@ from migrate.plan import Action, Reason, decide
 from migrate.report import Report
 from migrate.runners import Here, Runner
 from migrate.shards import WHOLE, Shard
-from migrate.shardsync import ShardOutcome, shard_walk
+from migrate.shardsync import INLINE_READ, ShardOutcome, shard_walk
 from migrate.storage.base import Entry, Link, Storage
 from migrate.sync import preflight, run_shards
 from migrate.transfer import WorkerPool, attempt
@@ -176,9 +176,12 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
                 if semantics:
                     semantics.see(entry)
     else:
-        walk = shard_walk(source, task.shard, report.problem, on_link=links.append)
+        # The walk hashes link files as it reads each directory (``INLINE_READ``): the comparison
+        # then sets their MD5 against the listed one without opening them again by path.
+        walk = shard_walk(source, task.shard, report.problem, INLINE_READ, on_link=links.append)
         source_entries = read_ahead(registry_entries(walk, include_uploads=task.include_uploads, skip_markers=True))
         deep = semantics.see if semantics else None
+        wants_bytes = semantics.wants_bytes if semantics else None
         with WorkerPool(task.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one(path)
@@ -194,7 +197,7 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
                     if deep and dst is not None:
                         deep(dst, None)
                     continue
-                _compare(path, src, dst, source, destination, pool, report, deep)
+                _compare(path, src, dst, source, destination, pool, report, deep, wants_bytes)
     for marker in finder.finish():
         _record_marker(marker, counts, report)
     if task.shard.count == 1:
@@ -217,8 +220,13 @@ def _record_marker(marker: Marker, counts: Counts, report: Report) -> None:
 
 
 def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, destination: Storage,
-             pool: WorkerPool, report: Report, deep: DeepSink | None) -> None:
+             pool: WorkerPool, report: Report, deep: DeepSink | None,
+             wants_bytes: Callable[[str], bool] | None = None) -> None:
+    """``wants_bytes``: the deep check's question whether it would read an object unless handed its
+    bytes (a tag's link): such a file is read here even when the walk's MD5 already proved it."""
     action, reason = decide(path, src, dst)
+    if action is Action.SKIP and wants_bytes is not None and wants_bytes(path):
+        action = Action.CHECK
     if action is Action.CHECK:
         assert src is not None and dst is not None
         if source.is_local and dst.md5 is not None:

@@ -9,6 +9,7 @@ each registry storage driver exactly (see docs/registry-storage.md).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -58,8 +59,11 @@ class PathInfo:
     digest: str | None = None
 
 
+@functools.lru_cache(maxsize=1024)
 def classify(path: str) -> PathInfo:
-    """Classify one registry path. Pure string work: no I/O."""
+    """Classify one registry path. Pure string work: no I/O. Cached for the last paths: each entry
+    of a pass is classified by several of its consumers in turn (the comparison, the counts, the
+    marker finder, the deep check), one entry after another."""
     if path == "" or path.endswith("/"):
         return PathInfo(Kind.MARKER, repository=_marker_repository(path))
     if path.startswith(REGMIG):
