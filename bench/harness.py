@@ -82,12 +82,13 @@ def tool_env(tool: str, env: dict[str, str]) -> dict[str, str]:
 def measure(tool: str, phase: str, argv: list[str], env: dict[str, str], server: S3Server, objects: int,
             size: int = 0) -> Row:
     """Runs one tool under GNU time: a forked child's own max RSS would include this (large)
-    process's pages from before exec, so the peak RSS comes from time's small process instead."""
+    process's pages from before exec, so the peak RSS comes from time's small process instead;
+    ``reap.py`` in between waits for the processes the tool leaves behind, so they count too."""
     env = tool_env(tool, env)
     server_before = server.cpu()
     with tempfile.NamedTemporaryFile("r") as stats:
         start = time.monotonic()
-        child = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, *argv], env=env,
+        child = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", stats.name, sys.executable, str(HERE / "reap.py"), *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wall = time.monotonic() - start
         peak_kib, user, system = stats.read().split()[-3:]

@@ -3,7 +3,7 @@ machine (``Processes``); a Dask cluster is in migrate.daskrun. A runner only run
 (migrate.sync, checks.verify) moves the token before and decides the deletes after.
 
 A shard that runs elsewhere is a ``Job``'s function, importable by name, called there with the
-locations opened afresh (boto3 clients and open files do not travel) and a report of its own; it
+locations opened there (boto3 clients and open files do not travel) and a report of its own; it
 hands back a ``ShardOutcome`` with that report's state, which the pass's report absorbs, and
 while it runs, its counters (``Tick``) every half second for the one progress display. An error
 in a shard ends that shard only: it comes back as the outcome's ``error``, so the others finish
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import signal
@@ -28,7 +29,7 @@ from migrate import redact
 from migrate.errors import RegmigError
 from migrate.report import Report, Tick
 from migrate.shardsync import ShardOutcome
-from migrate.storage import LocationOptions, Storage, open_location
+from migrate.storage import LocationOptions, Storage, backend_module, open_location
 
 log = logging.getLogger("regmig")
 
@@ -63,6 +64,12 @@ class Remote:
     destination: Location
     report_type: type[Report] = Report
 
+    def modules(self) -> list[str]:
+        """What a worker imports to run it: the function's module and the locations' backends."""
+        locations = [self.destination] + ([self.source] if self.source else [])
+        backends = {backend_module(location.url) for location in locations}
+        return [self.function.__module__, self.report_type.__module__, *sorted(backends)]
+
 
 class Runner(Protocol):
     concurrency: int
@@ -92,15 +99,21 @@ class Here:
 
 class Processes:
     """``count`` worker processes on this machine, each taking the next shard when it is done with
-    one (more shards than processes even out their differences). Processes are started fresh
-    (``spawn``): the pass holds threads (its lease's renewal), which a fork would copy mid-step."""
+    one (more shards than processes even out their differences).
+
+    The workers are forks of a fork server (``forkserver``), not of the pass: the pass holds threads
+    (its lease's renewal), which a fork would copy mid-step, while the server is a fresh interpreter
+    that imports the shard's code and the locations' backends once for every worker, where ``spawn``
+    had each worker import them again. Each worker opens the locations once, for all the shards it
+    runs."""
 
     def __init__(self, count: int, remote: Remote) -> None:
         self.count = self.concurrency = count
         self.remote = remote
 
     def run(self, tasks: Sequence[Any], report: Report, here: Job) -> list[ShardOutcome]:
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self.remote.modules())
         ticks: Any = context.Queue()
         report.expect_shards(len(tasks))
         outcomes: dict[int, ShardOutcome] = {}
@@ -108,7 +121,7 @@ class Processes:
         listener = threading.Thread(target=_listen, args=(ticks, report, stop), name="regmig-ticks", daemon=True)
         listener.start()
         pool = ProcessPoolExecutor(max_workers=min(self.count, len(tasks)), mp_context=context,
-                                   initializer=_worker_started, initargs=(ticks,))
+                                   initializer=_worker_started, initargs=(ticks, dict(os.environ), os.getcwd()))
         try:
             pending: dict[Future[ShardOutcome], int] = {
                 pool.submit(execute, self.remote, task, index): index for index, task in enumerate(tasks)}
@@ -164,12 +177,20 @@ def _listen(ticks: Any, report: Report, stop: threading.Event) -> None:
 
 
 _ticks: Any = None
+_opened: dict[Location, Storage] | None = None
+"""In a worker process of ``Processes``: the locations it has opened, kept for its next shards (a
+Dask worker, shared and long-lived, opens them for each shard and closes them after)."""
 
 
-def _worker_started(ticks: Any) -> None:
-    """In each worker process: the pass's process handles Ctrl-C and stops the workers itself."""
-    global _ticks
-    _ticks = ticks
+def _worker_started(ticks: Any, environment: dict[str, str], directory: str) -> None:
+    """In each worker process: the pass's environment (credentials, endpoints) and directory as they
+    are now, not as the fork server found them; the pass's process handles Ctrl-C and stops the
+    workers itself."""
+    global _ticks, _opened
+    _ticks, _opened = ticks, {}
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(directory)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -195,6 +216,9 @@ def execute(remote: Remote, task: Any, index: int) -> ShardOutcome:
 
 
 def _call(remote: Remote, task: Any, report: Report) -> ShardOutcome:
+    if _opened is not None:
+        source = _open_once(remote.source) if remote.source else None
+        return remote.function(source, _open_once(remote.destination), task, report)
     source = remote.source.open() if remote.source else None
     try:
         with remote.destination.open() as destination:
@@ -202,6 +226,17 @@ def _call(remote: Remote, task: Any, report: Report) -> ShardOutcome:
     finally:
         if source is not None:
             source.close()
+
+
+def _open_once(location: Location) -> Storage:
+    """The location as this worker process first opened it (a boto3 client costs about a tenth of a
+    second of CPU to make), closed when the process ends."""
+    assert _opened is not None
+    storage = _opened.get(location)
+    if storage is None:
+        storage = _opened[location] = location.open()
+        multiprocessing.util.Finalize(storage, storage.close, exitpriority=10)
+    return storage
 
 
 def _tick(report: Report, index: int, stop: threading.Event) -> None:

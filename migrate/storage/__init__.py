@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,6 +25,16 @@ class LocationOptions:
     transfer: TransferSettings = field(default_factory=TransferSettings)
 
 
+_CLOUDS = {
+    "s3": ("migrate.storage.s3", "S3Storage", "s3"),
+    "gs": ("migrate.storage.gcs", "GCSStorage", "gcs"),
+    "gcs": ("migrate.storage.gcs", "GCSStorage", "gcs"),
+    "azure": ("migrate.storage.azure", "AzureStorage", "azure"),
+}
+"""Scheme: the backend's module, its class and its part of ``LocationOptions``. Each cloud SDK is
+imported only when its scheme is used: they cost a second of start-up together."""
+
+
 def open_location(location: str, options: LocationOptions | None = None) -> Storage:
     """A path or ``file:///path``, ``s3://BUCKET[/ROOTDIRECTORY]``, ``gs://BUCKET[/ROOTDIRECTORY]``,
     ``azure://CONTAINER[/ROOTDIRECTORY]``."""
@@ -38,17 +49,15 @@ def open_location(location: str, options: LocationOptions | None = None) -> Stor
         return FilesystemStorage(parts.path, options.filesystem.follow_symlinks)
     if "@" in parts.netloc:
         raise BadInput("credentials do not belong in a location URL: use the options or the environment")
-    # Each cloud SDK is imported only when its scheme is used: they cost a second of start-up together.
-    if scheme == "s3":
-        from migrate.storage.s3 import S3Storage
+    if scheme not in _CLOUDS:
+        raise BadInput(f"unknown location scheme {parts.scheme!r} in {location!r}: "
+                       "use a path, s3://, gs:// or azure://")
+    module, name, service = _CLOUDS[scheme]
+    backend = getattr(importlib.import_module(module), name)
+    return backend(parts.netloc, parts.path, getattr(options, service), options.transfer)  # type: ignore[no-any-return]
 
-        return S3Storage(parts.netloc, parts.path, options.s3, options.transfer)
-    if scheme in ("gs", "gcs"):
-        from migrate.storage.gcs import GCSStorage
 
-        return GCSStorage(parts.netloc, parts.path, options.gcs, options.transfer)
-    if scheme == "azure":
-        from migrate.storage.azure import AzureStorage
-
-        return AzureStorage(parts.netloc, parts.path, options.azure, options.transfer)
-    raise BadInput(f"unknown location scheme {parts.scheme!r} in {location!r}: use a path, s3://, gs:// or azure://")
+def backend_module(location: str) -> str:
+    """The module that opens a location, for a process to import ahead (runners' fork server)."""
+    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+    return _CLOUDS[scheme][0] if scheme in _CLOUDS else FilesystemStorage.__module__
