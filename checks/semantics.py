@@ -62,8 +62,6 @@ costs less than the hand-off to a worker. Larger ones, and those read from the s
 workers (hashing releases the GIL, so large blobs use every core)."""
 CONTENT_ADDRESSED_LINKS = frozenset({tree.Kind.LAYER_LINK, tree.Kind.REVISION_LINK, tree.Kind.TAG_INDEX_LINK})
 """Links that hold exactly the digest their path names."""
-READ_LINKS = tree.LINK_KINDS - CONTENT_ADDRESSED_LINKS
-"""Links the deep check reads (or takes the bytes of) to learn what they hold."""
 BLOB_STORE = "(blob store)"
 
 
@@ -130,11 +128,6 @@ class SemanticCheck:
             self._record_link(entry.path, info, str(info.digest).encode())
         else:
             self._pool.submit(self._read_link, entry.path, info)
-
-    def wants_bytes(self, path: str) -> bool:
-        """Whether :meth:`see` reads this object unless handed its bytes: a link whose path names
-        no digest (a tag's current link), which no listed MD5 can prove."""
-        return tree.classify(path).kind in READ_LINKS
 
     def _read_link(self, path: str, info: tree.PathInfo) -> None:
         content = self._read(path)

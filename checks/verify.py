@@ -181,7 +181,6 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
         walk = shard_walk(source, task.shard, report.problem, INLINE_READ, on_link=links.append)
         source_entries = read_ahead(registry_entries(walk, include_uploads=task.include_uploads, skip_markers=True))
         deep = semantics.see if semantics else None
-        wants_bytes = semantics.wants_bytes if semantics else None
         with WorkerPool(task.workers, report.add_all) as pool:
             for path, src, dst in march(source_entries, destination_entries):
                 report.examined_one(path)
@@ -197,7 +196,7 @@ def verify_shard(source: Storage | None, destination: Storage, task: VerifyTask,
                     if deep and dst is not None:
                         deep(dst, None)
                     continue
-                _compare(path, src, dst, source, destination, pool, report, deep, wants_bytes)
+                _compare(path, src, dst, source, destination, pool, report, deep)
     for marker in finder.finish():
         _record_marker(marker, counts, report)
     if task.shard.count == 1:
@@ -220,13 +219,8 @@ def _record_marker(marker: Marker, counts: Counts, report: Report) -> None:
 
 
 def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, destination: Storage,
-             pool: WorkerPool, report: Report, deep: DeepSink | None,
-             wants_bytes: Callable[[str], bool] | None = None) -> None:
-    """``wants_bytes``: the deep check's question whether it would read an object unless handed its
-    bytes (a tag's link): such a file is read here even when the walk's MD5 already proved it."""
+             pool: WorkerPool, report: Report, deep: DeepSink | None) -> None:
     action, reason = decide(path, src, dst)
-    if action is Action.SKIP and wants_bytes is not None and wants_bytes(path):
-        action = Action.CHECK
     if action is Action.CHECK:
         assert src is not None and dst is not None
         if source.is_local and dst.md5 is not None:
@@ -236,7 +230,7 @@ def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, d
             pool.submit(_check_content, path, dst, source, destination, report, deep)
         return
     if deep and dst is not None:
-        deep(dst, None)
+        deep(dst, _proved_bytes(src, dst) if action is Action.SKIP else None)
     if action is Action.UPLOAD:
         report.listed({Reason.MISSING: PathList.MISSING, Reason.SIZE: PathList.SIZE_DIFFERS}.get(
             reason, PathList.CONTENT_DIFFERS), path)
@@ -244,6 +238,14 @@ def _compare(path: str, src: Entry | None, dst: Entry | None, source: Storage, d
         report.listed(PathList.EXTRA, path)
     elif action is Action.KEEP:
         report.listed(PathList.OUTSIDE, path)
+
+
+def _proved_bytes(src: Entry | None, dst: Entry) -> bytes | None:
+    """The walk's bytes of a source file whose MD5 is the one listed for the destination's object:
+    the destination's bytes, proved without a read (the deep check learns a tag's target from them)."""
+    if src is not None and src.data is not None and dst.md5 is not None and src.md5 == dst.md5:
+        return src.data
+    return None
 
 
 def _check_content(path: str, dst: Entry, source: Storage, destination: Storage, report: Report,

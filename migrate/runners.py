@@ -105,7 +105,10 @@ class Processes:
     (its lease's renewal), which a fork would copy mid-step, while the server is a fresh interpreter
     that imports the shard's code and the locations' backends once for every worker, where ``spawn``
     had each worker import them again. Each worker opens the locations once, for all the shards it
-    runs."""
+    runs, and takes the pass's environment and directory as they are when the pass starts it. What
+    the server fixed when it started stays: the modules it imported (with what they read from the
+    environment at import) and its standard streams; one pass per process, as the CLI runs, meets
+    none of it."""
 
     def __init__(self, count: int, remote: Remote) -> None:
         self.count = self.concurrency = count
@@ -235,8 +238,18 @@ def _open_once(location: Location) -> Storage:
     storage = _opened.get(location)
     if storage is None:
         storage = _opened[location] = location.open()
-        multiprocessing.util.Finalize(storage, storage.close, exitpriority=10)
+        multiprocessing.util.Finalize(storage, _close, args=(storage,), exitpriority=10)
     return storage
+
+
+def _close(storage: Storage) -> None:
+    """At the worker's exit, after its shards' outcomes went back: a failure to close is logged,
+    redacted (multiprocessing would print it raw)."""
+    try:
+        storage.close()
+    except Exception as exc:  # the outcomes are delivered: this only tidies up
+        log.warning("closing %s at the end of a worker process: %s", storage.url,
+                    redact.redact(str(exc)))
 
 
 def _tick(report: Report, index: int, stop: threading.Event) -> None:
