@@ -132,7 +132,7 @@ class FilesystemStorage(Storage):
                 for path, dir_entry in children:
                     if not _encodable(path):
                         report_problem(on_problem, path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                 "name is not valid UTF-8; object keys cannot hold it")
+                                       "name is not valid UTF-8; object keys cannot hold it")
                     elif path.endswith("/"):
                         linked = follow and dir_entry.is_symlink()
                         if linked and not links.admit(path, on_problem):
