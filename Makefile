@@ -31,7 +31,8 @@ bench: test-deps
 	$(BIN)/python bench/sync_bench.py --server $(SERVER) --links 20000 --blobs 20 --blob-size 5MiB \
 		--delta-tools regmig,regmig-listing,regmig-full,aws --large-blobs 8 --large-blob-size 64MiB \
 		--memory-objects 1000000 --memory-tools regmig,aws
-	$(BIN)/python bench/scale_bench.py --server $(SERVER) --objects 20000 --large-blobs 6 --large-blob-size 64MiB
+	$(BIN)/python bench/scale_bench.py --server $(SERVER) --objects 20000,80000 --repeat 3 --large-blobs 6 \
+		--large-blob-size 64MiB
 
 # The read-only window (final pass + proof) against the documented recipe at three tree sizes:
 # about 80 minutes here, most of it filling the bucket with a million objects.

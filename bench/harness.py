@@ -64,6 +64,8 @@ def child_env(endpoint: str) -> dict[str, str]:
         "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": KEYS["AWS_SECRET_ACCESS_KEY"],
         "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": os.devnull,
         "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        # regmig is the code beside this file, not whichever checkout the virtualenv installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])),
     })
     return env
 

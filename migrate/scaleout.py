@@ -15,8 +15,8 @@ from migrate.shardsync import ShardOutcome
 
 DEFAULT_PROCESSES = 1
 """Worker processes when ``--processes`` is not given, from bench/scale_bench.py (docs/scale-out.md):
-on this project's 2-core machine, where the S3 server shares the cores, 1 process copied 20,000
-small objects at 1,167 objects/s, 2 processes at 995 and 4 at 809: the server was the bound.
+on this project's 2-core machine, where the S3 server shares the cores, 1 process copied 80,000
+small objects at 1,291 objects/s, 2 processes at 1,162 and 4 at 1,124: the server was the bound.
 A default above 1 would take cores from a server on the same machine; more processes stay a
 choice for a client with cores to spare."""
 SHARDS_PER_WORKER = 4

@@ -4,6 +4,8 @@ from the pass. Pure logic on local directories; the real servers' runs are in te
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,3 +63,30 @@ def test_workers_take_the_environment_and_directory_the_pass_has_now(tmp_path: P
         monkeypatch.setenv("REGMIG_TEST_VARIABLE", value)
         results = run(tmp_path, processes=2, shards=2)
         assert {(result["variable"], result["directory"]) for result in results} == {(value, str(directory))}
+
+
+FORKED_CLIENT = """
+import importlib, os
+import botocore.loaders
+from migrate.storage import LocationOptions, backend_module, open_location
+importlib.import_module(backend_module("s3://bucket/root"))
+reads = []
+read = botocore.loaders.JSONFileLoader.load_file
+botocore.loaders.JSONFileLoader.load_file = lambda self, path: reads.append(path) or read(self, path)
+if os.fork() == 0:
+    open_location("s3://bucket/root", LocationOptions())
+    print(len(reads), flush=True)
+    os._exit(0)
+os.wait()
+"""
+
+
+def test_a_worker_makes_its_s3_client_without_reading_the_service_model_again() -> None:
+    """What the fork server imports ahead for an S3 location leaves the model in memory: parsing
+    it costs most of a tenth of a second of CPU per worker, every time a worker starts."""
+    environment = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                       AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull,
+                       AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    done = subprocess.run([sys.executable, "-c", FORKED_CLIENT], env=environment, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["0"], done.stderr

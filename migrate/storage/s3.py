@@ -14,7 +14,9 @@ from typing import Any, BinaryIO
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
 import botocore.parsers
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
@@ -38,6 +40,9 @@ _HEADERS = {"ContentType": "Content-Type", "ServerSideEncryption": "x-amz-server
 _CORRUPTED = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 """Error codes of a body that did not match the checksum sent with it (Content-MD5, signed payload hash)."""
 _KMS = ("aws:kms", "aws:kms:dsse")
+_MODELS: dict[Any, Any] = {}
+"""The service models and endpoint rules every client of this process has read (a session's own
+loader would parse the JSON again: most of the tenth of a second of CPU a client costs to make)."""
 
 
 class S3Storage(Storage):
@@ -441,13 +446,16 @@ def _md5_of_stream(stream: BinaryIO) -> bytes:
 
 def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, Any, RateLimiter | None]:
     """The boto3 client, the credential chain it signs with, and the shared rate limiter."""
+    models = _sharing_models()
     try:
         session = boto3.session.Session(
+            botocore_session=models,
             aws_access_key_id=options.access_key,
             aws_secret_access_key=options.secret_key,
             region_name=options.region,
             profile_name=options.profile,
         )
+        models.get_scoped_config()  # where a session with its own loader finds a missing profile
     except botocore.exceptions.ProfileNotFound as exc:
         raise BadInput(f"{exc}: name a profile of ~/.aws/config or ~/.aws/credentials") from None
     credentials = session.get_credentials()
@@ -476,6 +484,29 @@ def _make_client(options: S3Options, transfer: TransferSettings) -> tuple[Any, A
     if limiter is not None:
         client.meta.events.register("before-send.s3", lambda **_: limiter.acquire())
     return client, credentials, limiter
+
+
+class _SharedModelsLoader(botocore.loaders.Loader):
+    """A loader whose cache is the process's (:data:`_MODELS`). One per session all the same:
+    boto3 appends its own search path to the loader of each session it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = _MODELS
+
+
+def _sharing_models() -> botocore.session.Session:
+    """A botocore session that reads service models through the process's cache."""
+    session = botocore.session.Session()
+    session.register_component("data_loader", _SharedModelsLoader())
+    return session
+
+
+def load_models() -> None:
+    """Reads what an S3 client needs into this process's loader, by making one that is never
+    used: the fork server's workers (migrate.runners) then start with it in memory."""
+    _sharing_models().create_client("s3", region_name="us-east-1", aws_access_key_id="unused",
+                                    aws_secret_access_key="unused")
 
 
 def _client_cert() -> str | tuple[str, str] | None:
