@@ -57,12 +57,7 @@ def open_location(location: str, options: LocationOptions | None = None) -> Stor
     return backend(parts.netloc, parts.path, getattr(options, service), options.transfer)  # type: ignore[no-any-return]
 
 
-_AHEAD = {"migrate.storage.s3": "migrate.storage.s3_models"}
-"""A backend whose import is not all a process can do ahead: the module that does the rest."""
-
-
 def backend_module(location: str) -> str:
-    """The module a process imports ahead to open a location at once (runners' fork server)."""
+    """The module that opens a location, for a process to import ahead (runners' fork server)."""
     scheme = urlsplit(location).scheme.lower() if "://" in location else ""
-    module = _CLOUDS[scheme][0] if scheme in _CLOUDS else FilesystemStorage.__module__
-    return _AHEAD.get(module, module)
+    return _CLOUDS[scheme][0] if scheme in _CLOUDS else FilesystemStorage.__module__

@@ -502,9 +502,10 @@ def _sharing_models() -> botocore.session.Session:
     return session
 
 
-def load_models() -> None:
-    """Reads what an S3 client needs into this process's loader, by making one that is never
-    used: the fork server's workers (migrate.runners) then start with it in memory."""
+def _read_models() -> None:
+    """Reads what an S3 client needs into the process's cache, by making one that is never used.
+    Done on import: every process that imports this backend makes a client, and the workers the
+    fork server (migrate.runners) forks after importing it start with the models in memory."""
     _sharing_models().create_client("s3", region_name="us-east-1", aws_access_key_id="unused",
                                     aws_secret_access_key="unused")
 
@@ -565,3 +566,6 @@ def _errors(what: str, missing: type[RegmigError] = ObjectMissing) -> Iterator[N
         if problem:
             raise BadInput(redact.redact(problem)) from None
         raise StorageError(redact.redact(f"{what}: {exc}")) from None
+
+
+_read_models()
