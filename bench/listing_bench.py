@@ -7,9 +7,10 @@ projects are named) is generated on disk, walked (``regmig``'s filesystem walk, 
 threads, each after dropping the page cache and again warm), copied to a fresh S3 server with
 ``regmig sync``, then listed: ``aws s3 ls --recursive | wc -l`` (the documented recipe's count),
 and regmig's listing on 1, 2, 4 and 8 threads (``migrate.parallel.parallel_walk`` over the
-whole tree split into four ranges a thread). Every run is a child process under GNU time (client
-CPU, peak RSS); each listing's count and digest must agree. It also prints how evenly the tree's
-keys fall into 8 shards.
+whole tree in four ranges a thread, cut as the product cuts them: ``migrate.cuts``). Every run
+is a child process under GNU time (client CPU, peak RSS); each listing's count and digest must
+agree (regmig's own ``.regmig/`` objects left out). It also prints how evenly the tree's keys
+fall into 8 shards.
 
     python bench/listing_bench.py --objects 200000
 
@@ -112,6 +113,7 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--endpoint-url")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    from migrate.cuts import listing_ranges
     from migrate.parallel import parallel_walk, source_walk
     from migrate.storage import LocationOptions, open_location
     from migrate.storage.options import S3Options
@@ -120,7 +122,7 @@ def child(argv: list[str]) -> int:
     hash_limit = args.hash_limit
     digest, count = hashlib.sha256(), 0
     with open_location(args.location, options) as storage:
-        ranges = WHOLE.split(4 * args.threads)
+        ranges = listing_ranges(storage, WHOLE, 4 * args.threads, args.threads)
         if args.auto:
             entries = source_walk(storage, ranges, args.threads, hash_limit=hash_limit)
         elif args.threads == 1:
@@ -128,6 +130,8 @@ def child(argv: list[str]) -> int:
         else:
             entries = parallel_walk(storage, ranges, args.threads, hash_limit=hash_limit)
         for entry in entries:
+            if entry.path.startswith(tree.REGMIG):  # regmig's own generation token, not the tree's
+                continue
             digest.update(entry.path.encode() + b"\n")
             count += 1
     Path(args.out).write_text(json.dumps({"count": count, "digest": digest.hexdigest()}))
@@ -188,7 +192,8 @@ def main() -> int:
                             "--no-progress"], env=server.env, check=True, stdout=subprocess.DEVNULL)
             print(f"filled the bucket with regmig sync in {time.monotonic() - started:.0f} s")
             aws_out = work / "aws-count"
-            aws = ["sh", "-c", f"/usr/bin/aws s3 ls --recursive s3://bench --endpoint-url {server.endpoint} | wc -l "
+            aws = ["sh", "-c", f"/usr/bin/aws s3 ls --recursive s3://bench --endpoint-url {server.endpoint} "
+                               f"| grep -v ' {tree.REGMIG}' | wc -l "
                                f"> {aws_out}"]
             record(rows, measure("aws s3 ls", "list", aws, server.env, server, objects))
             aws_count = int(aws_out.read_text().split()[0])

@@ -13,7 +13,9 @@ link files' stamps). Then the change: 1% of the tags move to another manifest of
 repository, 0.5% are deleted, and new images add 1% of the objects. Timed:
 
 - regmig's window: the final ``sync --state --delete``, then ``verify`` (and ``verify --deep``,
-  whose ratio to ``verify`` is a target of its own, with its peak RSS);
+  whose ratio to ``verify`` is a target of its own, with its peak RSS), and ``verify`` of the
+  bucket alone: its listing, the least any proof of what the bucket holds must do, so the best
+  ratio to the recipe a window could reach on this server;
 - the recipe's: ``aws s3 sync --delete``, ``find | grep -v _uploads | wc -l`` and
   ``aws s3 ls --recursive | grep -v _uploads | wc -l``.
 
@@ -150,9 +152,10 @@ def run_size(size: int, work: Path, rows: list[Row], deep_alone: bool) -> None:
                                                       "--max-delete", "-1"), env, server, after))
         record(rows, measure("regmig", "verify", regmig(tree, endpoint, "verify"), env, server, after))
         record(rows, measure("regmig", "deep", regmig(tree, endpoint, "verify", "--deep"), env, server, after))
+        alone = [regmig_binary(), "verify", f"s3://{BUCKET}", "--endpoint-url", endpoint, "--no-progress"]
+        record(rows, measure("regmig", "listing", alone, env, server, after))
         if deep_alone:
-            alone = [regmig_binary(), "verify", f"s3://{BUCKET}", "--endpoint-url", endpoint, "--no-progress", "--deep"]
-            record(rows, measure("regmig", "deep-alone", alone, env, server, after))
+            record(rows, measure("regmig", "deep-alone", [*alone, "--deep"], env, server, after))
         undo(change)
         aws = f"/usr/bin/aws --endpoint-url {endpoint}"
         record(rows, measure("recipe", "final", shell(f"{aws} s3 sync --delete --only-show-errors --no-progress "
@@ -176,6 +179,10 @@ def targets(size: int, rows: list[Row]) -> list[str]:
         return [f"{size:,}: a run failed, no ratios"]
     ours, theirs = final + verify, sum(r for r in recipe if r is not None)
     rss = next(r for r in rows if r.tool == "regmig" and r.phase == "deep").peak_rss_mb
+    listing = wall("regmig", "listing")
+    floor = [] if listing is None else [
+        f"{size:,} objects: the bucket's listing alone (verify without a source) {listing:.1f} s: a window that "
+        f"lists the bucket once is at best 1/{theirs / listing:.1f} of the recipe, whatever its final pass costs"]
     return [
         f"{size:,} objects: window regmig {final:.1f} + {verify:.1f} = {ours:.1f} s, recipe "
         f"{' + '.join(f'{r:.1f}' for r in recipe if r is not None)} = {theirs:.1f} s: 1/{theirs / ours:.1f} "
@@ -185,6 +192,7 @@ def targets(size: int, rows: list[Row]) -> list[str]:
         f"1/{theirs / (final + deep):.1f} of the recipe",
         f"{size:,} objects: verify --deep peak RSS {rss} MB (target < 300 MB at 1,000,000: "
         f"{'met' if rss < 300 else 'NOT met'})",
+        *floor,
     ]
 
 

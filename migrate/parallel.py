@@ -51,8 +51,11 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
     that finds the cache warm is CPU-bound in the interpreter, and threads there only contend for
     it (up to 1.5 times slower). So the first ``PROBE`` entries are walked on this thread, and the
     rest goes to threads only if the probe waited: it made the disk read (Linux counts a thread's
-    reads from the block device), or its thread spent under ``WAITING`` of the time on the CPU
-    (a network filesystem, whose reads no block device counts).
+    reads from the block device), or, on a network filesystem (whose reads no block device
+    counts) or where the count is not kept, its thread spent under ``WAITING`` of the time on the
+    CPU. On a local disk that count alone decides: a probe that read nothing from it did not wait
+    on it, and a low share of CPU there is other threads holding the interpreter (verify lists
+    the bucket on four while it walks).
 
     Symbolic links the ranges followed are checked against each other at the end, as in
     ``parallel_walk``; those that pass go to ``on_link``.
@@ -75,7 +78,8 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
             yield entry
     disk_after = _disk_reads()
     read = disk_after - disk_before if disk_before is not None and disk_after is not None else 0
-    waited = read >= DISK_BYTES_PER_ENTRY * max(seen, 1) or cpu < WAITING * wall
+    counted = disk_before is not None and disk_after is not None and storage.network_filesystem() is None
+    waited = read >= DISK_BYTES_PER_ENTRY * max(seen, 1) or (not counted and cpu < WAITING * wall)
     # What the probe left of the first range starts just after its last path (no string lies between).
     rest = [*([KeyRange(last + "\x00", ranges[0].end)] if last is not None else []), *ranges[1:]]
     yield from parallel_walk(storage, rest, threads if waited else 1, prefix, on_problem, hash_limit, spool_dir,

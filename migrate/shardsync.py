@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from migrate import generation, state, tree
+from migrate.cuts import listing_ranges
 from migrate.listing import read_ahead, registry_entries
 from migrate.march import march
 from migrate.outcome import Outcome, PathList, Result
@@ -225,12 +226,15 @@ def _doubt(record: state.Record, previous: str | None) -> str | None:
 def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None = None,
                hash_limit: int = 0, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """The shard's part of one side, in byte order: a local tree walked on threads where that pays
-    (``source_walk``), an object store listed on ``LISTING_THREADS`` threads."""
+    (``source_walk``), an object store listed on ``LISTING_THREADS`` threads; either cut at the
+    repository names it holds (``cuts.listing_ranges``), looked up when the walk is first read."""
     if storage.is_local:
-        return source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
-                           hash_limit=hash_limit, on_link=on_link)
-    return parallel_walk(storage, shard.split(LISTING_THREADS * LISTING_THREADS), LISTING_THREADS,
-                         on_problem=on_problem, hash_limit=hash_limit, on_link=on_link)
+        yield from source_walk(storage, listing_ranges(storage, shard, SOURCE_THREADS, 1), SOURCE_THREADS,
+                               on_problem=on_problem, hash_limit=hash_limit, on_link=on_link)
+    else:
+        yield from parallel_walk(storage, listing_ranges(storage, shard, LISTING_THREADS * LISTING_THREADS,
+                                                         LISTING_THREADS),
+                                 LISTING_THREADS, on_problem=on_problem, hash_limit=hash_limit, on_link=on_link)
 
 
 def _merge(source: Storage, destination: Storage, task: ShardTask, report: Report, record: state.Record | None,

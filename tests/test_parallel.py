@@ -139,15 +139,20 @@ def test_ranges_must_be_contiguous() -> None:
 
 
 class TimedStorage(MemoryStorage):
-    """Each entry costs ``wait`` seconds asleep (a disk or a network filesystem) or ``work``
-    seconds on the CPU (a warm page cache); records which threads listed."""
+    """Each entry costs ``wait`` seconds asleep (a network filesystem, or other threads holding the
+    interpreter) or ``work`` seconds on the CPU (a warm page cache); records which threads listed.
+    ``mount``: the network filesystem it is on (None: a local disk)."""
 
     wait = 0.0
     work = 0.0
+    mount: str | None = "nfs4"
 
     def __init__(self) -> None:
         super().__init__()
         self.listed_on: set[str] = set()
+
+    def network_filesystem(self) -> str | None:
+        return self.mount
 
     def _walk(self, prefix: str, span: KeyRange | None, on_problem: ProblemSink | None,
               hash_limit: int, on_link: LinkSink | None) -> Generator[Entry, None, None]:
@@ -185,6 +190,18 @@ def test_a_source_walk_that_waits_goes_on_threads_in_order(probe: str, monkeypat
 def test_a_source_walk_on_the_cpu_stays_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "PROBE", 200)
     storage = timed(work=0.00005)
+    assert list(parallel.source_walk(storage, WHOLE.split(8), 4)) == list(MemoryStorage.walk(storage))
+    assert not on_threads(storage)
+
+
+def test_a_warm_local_walk_that_waits_for_the_interpreter_stays_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify walks the source while four threads parse the bucket's listing: the probe's thread
+    then spends most of its time waiting for the interpreter, not for the disk. On a local disk
+    that read nothing, that is no reason for threads (which would only contend the more)."""
+    monkeypatch.setattr(parallel, "PROBE", 200)
+    monkeypatch.setattr(parallel, "_disk_reads", lambda: 1_000)
+    storage = timed(wait=0.0005)
+    storage.mount = None
     assert list(parallel.source_walk(storage, WHOLE.split(8), 4)) == list(MemoryStorage.walk(storage))
     assert not on_threads(storage)
 

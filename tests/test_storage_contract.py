@@ -18,9 +18,10 @@ import pytest
 
 from conftest import AZURITE_KEY, make_backend
 from migrate import tree
+from migrate.cuts import listing_ranges
 from migrate.errors import BadInput, ConditionFailed, ObjectMissing
 from migrate.parallel import parallel_walk
-from migrate.shards import partition
+from migrate.shards import WHOLE, partition
 from migrate.storage import LocationOptions, Storage, TransferSettings, filesystem, open_location
 from migrate.storage.memory import MemoryStorage
 from migrate.storage.options import AzureOptions, GCSOptions, S3Options
@@ -282,6 +283,25 @@ def test_a_listing_on_several_threads_is_the_walk(storage: Storage) -> None:
     assert [e.path for e in parallel_walk(storage, partition(8), 4)] == ORDERED
     shard = partition(4)[2]
     assert [e.path for e in parallel_walk(storage, shard.split(3), 3)] == [p for p in ORDERED if shard.contains(p)]
+
+
+NAMES = {f"{V2}repositories/{name}/" for name in ("a-b", "a", "a0", "a_", "ä", "sm", "smith/x", "t")}
+"""The repositories of RANGE_PATHS (``smith/x``: an image nested below a group)."""
+
+
+@every_backend
+def test_a_listing_is_cut_at_the_same_names_everywhere(storage: Storage) -> None:
+    """Its threads' ranges come from delimiter listings of the repositories (``migrate.cuts``):
+    every backend finds the same names (Azure's legacy leading slash, the filesystem's
+    directories), so the same cuts, and the ranges listed side by side are the walk."""
+    fill(storage, RANGE_PATHS)
+    alike = MemoryStorage(rootdirectory=ROOT)
+    fill(alike, RANGE_PATHS)
+    for shard in (WHOLE, partition(2)[1]):
+        ranges = listing_ranges(storage, shard, 8, 2)
+        assert ranges == listing_ranges(alike, shard, 8, 2)
+        assert {part.start for part in ranges} & NAMES, ranges  # cut at names found, not only the model's
+        assert [e.path for e in parallel_walk(storage, ranges, 3)] == [p for p in ORDERED if shard.contains(p)]
 
 
 @pytest.mark.parametrize("storage", [*OBJECT_STORES, "memory"], indirect=True)

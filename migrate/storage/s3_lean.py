@@ -49,6 +49,16 @@ _LISTING = "ListBucketResult"
 _NO_HEADERS = HTTPHeaders()  # for answers whose headers nothing reads (only read, never written)
 
 
+def decode_key(encoded: str) -> str:
+    """A key from a listing with encoding-type=url, as botocore decodes it (``unquote_plus``: AWS
+    encodes a space as "+"). Registry keys hold no escape but their slashes (which RGW encodes), and
+    ``unquote_plus`` was half of a page's parsing time: those take the replace alone."""
+    plain = encoded.replace("%2F", "/")
+    if "%" in plain or "+" in plain:
+        return unquote_plus(encoded)
+    return plain
+
+
 class LeanS3:
     """Signed HTTP calls for one bucket, one persistent connection per thread."""
 
@@ -89,13 +99,12 @@ class LeanS3:
         while True:
             root, ns = self._page(prefix, token, start_after=start_after)
             pages += 1
-            # Keys are URL-encoded only when the answer says so, and then as botocore decodes them
-            # (unquote_plus: AWS encodes a space as "+"); a service may ignore encoding-type.
-            decode = unquote_plus if root.findtext(f"{ns}EncodingType") == "url" else str
+            # Keys are URL-encoded only when the answer says so; a service may ignore encoding-type.
+            decode = decode_key if root.findtext(f"{ns}EncodingType") == "url" else str
+            key, size, etag, modified = f"{ns}Key", f"{ns}Size", f"{ns}ETag", f"{ns}LastModified"
             for item in root.iter(f"{ns}Contents"):
-                etag = item.findtext(f"{ns}ETag")
-                yield (decode(item.findtext(f"{ns}Key") or ""), int(item.findtext(f"{ns}Size") or 0), etag,
-                       item.findtext(f"{ns}LastModified"))
+                yield (decode(item.findtext(key) or ""), int(item.findtext(size) or 0), item.findtext(etag),
+                       item.findtext(modified))
             if root.findtext(f"{ns}IsTruncated") != "true":
                 return
             following = root.findtext(f"{ns}NextContinuationToken")
