@@ -1,4 +1,4 @@
-"""Where one listing of a shard is cut for its threads: at repository names the location holds.
+"""Where one listing of a shard is cut for its threads: at repository names the object store holds.
 
 ``Shard.split`` cuts by a model of how names start (migrate.shards), which the tasks of an array
 job must share because none of them may look first. One listing on several threads can look. A
@@ -8,7 +8,8 @@ while the others idle (a 100,000-object tree of 50 groups named ``group-NN``: 69
 one of 16 ranges). So the repositories' part of the shard is cut again at the names found by a
 few delimiter listings, with about as many names between two cuts. Blob cuts stay: digests are
 uniform, the model is exact there. Any cuts give the same entries in the same order (the ranges
-are contiguous and cover the shard); these only even out the threads' work.
+are contiguous and cover the shard); these only even out the threads' work. A local tree keeps
+the model's cuts (migrate.shardsync.shard_walk says why).
 """
 
 from __future__ import annotations

@@ -226,11 +226,14 @@ def _doubt(record: state.Record, previous: str | None) -> str | None:
 def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None = None,
                hash_limit: int = 0, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """The shard's part of one side, in byte order: a local tree walked on threads where that pays
-    (``source_walk``), an object store listed on ``LISTING_THREADS`` threads; either cut at the
-    repository names it holds (``cuts.listing_ranges``), looked up when the walk is first read."""
+    (``source_walk``), an object store listed on ``LISTING_THREADS`` threads, cut at the
+    repository names it holds (``cuts.listing_ranges``, looked up when the walk is first read).
+    A local tree keeps the model's cuts, which never fall below a repository name's first part:
+    a range that starts deeper is opened by its full path, which would pass through a symbolic
+    link the walk must report, or admit once (--follow-symlinks), instead."""
     if storage.is_local:
-        yield from source_walk(storage, listing_ranges(storage, shard, SOURCE_THREADS, 1), SOURCE_THREADS,
-                               on_problem=on_problem, hash_limit=hash_limit, on_link=on_link)
+        yield from source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
+                               hash_limit=hash_limit, on_link=on_link)
     else:
         yield from parallel_walk(storage, listing_ranges(storage, shard, LISTING_THREADS * LISTING_THREADS,
                                                          LISTING_THREADS),
