@@ -228,9 +228,9 @@ def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], 
     """The shard's part of one side, in byte order: a local tree walked on threads where that pays
     (``source_walk``), an object store listed on ``LISTING_THREADS`` threads, cut at the
     repository names it holds (``cuts.listing_ranges``, looked up when the walk is first read).
-    A local tree keeps the model's cuts, which never fall below a repository name's first part:
-    a range that starts deeper is opened by its full path, which would pass through a symbolic
-    link the walk must report, or admit once (--follow-symlinks), instead."""
+    A local tree keeps the model's cuts: cut at names found, a range would start inside a
+    repository's directory, which the walk opens by its full path, passing through a symbolic
+    link it must report, or admit once (--follow-symlinks), instead."""
     if storage.is_local:
         yield from source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
                                hash_limit=hash_limit, on_link=on_link)
