@@ -318,7 +318,7 @@ def test_a_lease_is_renewed_while_its_run_lasts_and_a_run_whose_lease_was_taken_
 
     monkeypatch.setattr(lease, "TTL_SECONDS", 1.0)
     monkeypatch.setattr(lease, "RENEW_SECONDS", 0.2)
-    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.1)
+    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.5)
     notes: list[str] = []
     with S3Storage(bucket, ROOT, S3Options(endpoint_url=s3_endpoint), TransferSettings()) as storage:
         with lease.Lease(storage, "sync", break_lock=False, note=notes.append) as held:
@@ -326,11 +326,25 @@ def test_a_lease_is_renewed_while_its_run_lasts_and_a_run_whose_lease_was_taken_
             time.sleep(1.5)  # past the first expiry: only the renewals keep it
             with pytest.raises(lease.LeaseHeld, match="regmig sync on"):
                 lease.Lease(storage, "sync", break_lock=False, note=notes.append).__enter__()
-            with lease.Lease(storage, "nameless-tags --fix", break_lock=True, note=notes.append):
+            # A breaker whose write lands between a live renewal's read and write finds the renewal in
+            # place when it reads back, and refuses: the live run keeps the lease, nobody is told it lost.
+            # Renewals come every 0.2 s here, so a few tries must see a break win.
+            for _ in range(10):
+                try:
+                    breaker = lease.Lease(storage, "nameless-tags --fix", break_lock=True, note=notes.append)
+                    breaker.__enter__()
+                    break
+                except lease.LeaseHeld as refused:
+                    assert "regmig sync on" in str(refused) and held.lost is None
+            else:
+                pytest.fail("ten breaks of a renewed lease were all refused")
+            try:
                 time.sleep(0.5)
                 assert held.lost and "the lease was taken by regmig nameless-tags --fix" in held.lost
+            finally:
+                breaker.__exit__(None, None, None)
         assert storage.stat(".regmig/lease") is None  # each removed its own lease, and only its own
-    assert len(notes) == 1 and notes[0].startswith("took over the lease of regmig sync on")
+    assert notes and all(note.startswith("took over the lease of regmig sync on") for note in notes)
 
 
 def storage_for(backend: Backend, root: str):  # type: ignore[no-untyped-def]
