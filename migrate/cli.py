@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import click
 from click.core import ParameterSource
@@ -36,7 +36,7 @@ from migrate.report import Report
 from migrate.runlog import RunLog
 from migrate.runners import Location
 from migrate.scaleout import layout
-from migrate.shardsync import sync_shard_elsewhere
+from migrate.shardsync import ShardOutcome, sync_shard_elsewhere
 from migrate.storage import Storage, open_location
 from migrate.sync import SyncOptions, exit_code, sync
 
@@ -182,6 +182,9 @@ def main() -> None:
 @click.option("--delete", is_flag=True, help="Delete destination-only objects under the root, after a clean pass.")
 @delete_guard_options
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan (counts and bytes per action); change nothing.")
+@click.option("--verify", "prove", is_flag=True,
+              help="Prove the copy in the same pass (the final pass of the read-only window): the destination is "
+                   "listed, what the pass changed is looked at again, and the verdict is verify's.")
 @click.option("--include-uploads", is_flag=True, help="Also copy _uploads (unfinished uploads; normally skipped).")
 @click.option("--into-populated-directory", is_flag=True,
               help="Allow a DESTINATION directory that already holds a registry (a rollback onto the old root).")
@@ -208,8 +211,17 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
     links and other files by content.
     """
     sides = resolve_locations(kw, locations, ("source", "destination"))
+    if kw["prove"] and (kw["dry_run"] or kw["shard_spec"]):
+        raise BadInput(f"--verify proves a pass that writes the whole destination: not with "
+                       f"{'--dry-run' if kw['dry_run'] else '--shard'} (run regmig verify "
+                       f"{'instead' if kw['dry_run'] else 'after gather'})")
     report = Report()
     source, destination = sides["source"], sides["destination"]
+    proof, job = None, cast(Callable[..., ShardOutcome], sync_shard_elsewhere)
+    if kw["prove"]:
+        from checks.proof import PassProof, prove_shard_elsewhere
+
+        proof, job = PassProof(), prove_shard_elsewhere
     with open_location(source.url, source.options) as src, open_location(destination.url, destination.options) as dst:
         log.info("sync %s -> %s (%s)", src.url, dst.url, dst.root_description)
         sync_options = SyncOptions(
@@ -224,7 +236,7 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
             state_path=kw["state_path"],
             break_lock=kw["break_lock"],
         )
-        scale = layout(kw, Location.of(*source[:2]), Location.of(*destination[:2]), sync_shard_elsewhere)
+        scale = layout(kw, Location.of(*source[:2]), Location.of(*destination[:2]), job)
         with progress(report, "sync", kw):
             if scale.results:
                 from migrate import results
@@ -232,8 +244,11 @@ def sync_command(locations: tuple[str, ...], **kw: Any) -> int:
                 with open_location(scale.results, destination.options) as store:
                     results.sync_shard_run(src, dst, sync_options, report, scale.shards[0], store)
             else:
-                sync(src, dst, sync_options, report, shards=scale.shards, runner=scale.runner)
+                sync(src, dst, sync_options, report, shards=scale.shards, runner=scale.runner, proof=proof)
         summary = sync_summary(src, dst, sync_options, report)
+        if proof is not None:
+            summary["proof"] = proof.summary
+            summary["exit_code"] = summary["exit_code"] or int(proof.summary["verdict"] != "proved")
         if scale.results:
             summary.update(shard=str(scale.shards[0]), results=scale.results)
         log.info("sync finished with exit code %d: %s", summary["exit_code"], json.dumps(summary["outcomes"]))

@@ -108,6 +108,8 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
         objects = report.tally(Outcome.SKIPPED).count + pending.count
         rate = listing_rate(destination)
         proof = max(objects / rate if rate else 0.0, scan_seconds)
+        # sync --verify: one pass that walks and lists at once, then looks at each change again.
+        one_pass = proof + transfer + requests * probe.small_write_seconds / options.workers
         estimate.update(
             small_write_seconds=round(probe.small_write_seconds, 4),
             write_bytes_per_second=round(probe.bytes_per_second),
@@ -116,6 +118,7 @@ def plan(source: Storage, destination: Storage, options: PlanOptions, report: Ar
             final_pass_seconds=round(final_pass, 1),
             proof_seconds=round(proof, 1),
             read_only_window_seconds=round(final_pass + proof, 1),
+            one_pass_window_seconds=round(one_pass, 1),
             assumes="the final pass lists and compares as fast as this run, verify lists the destination as fast "
                     "as its first keys listed here, and nothing else changes before it",
         )

@@ -30,6 +30,8 @@ class Outcome(enum.Enum):
     """Any other exception in a job: a bug, listed like a failure, never silence."""
     VANISHED = "vanished"
     """Gone from the source between its listing and its read."""
+    CONFIRMED = "confirmed"
+    """Found as the pass left it, when looked at again after the pass (``sync --verify``)."""
 
 
 UNSUCCESSFUL = frozenset({Outcome.FAILED, Outcome.CRASHED})

@@ -106,8 +106,31 @@ def sync_text(summary: dict[str, Any]) -> str:
              PathList.DELETED, PathList.WOULD_DELETE, *([PathList.WOULD_UPLOAD] if summary["dry_run"] else [])]
     lines += path_lists(summary["lists"], shown, summary["destination"])
     lines += summary["notes"]
+    if summary.get("proof"):
+        lines += proof_lines(summary["proof"])
     lines.append(f"done in {summary['elapsed_seconds']:,.1f} s")
     return "\n".join(lines)
+
+
+def proof_lines(proof: dict[str, Any]) -> list[str]:
+    """``sync --verify``: the proof the pass took of what it left, in verify's terms."""
+    if proof["verdict"] == "proved":
+        lines = ["verify OK: destination matches the source (proved by this pass: compared against the listing, "
+                 "what it changed looked at again)"]
+    else:
+        lines = ["verify FAILED: " + "; ".join(proof["reasons"])]
+    counts = proof.get("counts")
+    if counts is None:
+        return lines
+    if "destination_objects" in proof:
+        match = "match" if counts["source_files"] == proof["destination_objects"] else "MISMATCH"
+        lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, destination "
+                     f"{proof['destination_objects']:,} objects after the pass: {match}")
+    lines.append(f"  proved by the listing {counts['proved']:,}; changed by the pass and looked at again "
+                 f"{proof['confirmed']:,} (written {counts['written']:,}, destination-only {counts['extras']:,}, "
+                 f"of them zero-byte markers {counts['markers']:,})")
+    lines.append("  checked: " + checked_line(proof["checked"]))
+    return lines
 
 
 def verify_text(summary: dict[str, Any]) -> str:
@@ -235,6 +258,8 @@ def plan_text(summary: dict[str, Any]) -> str:
         lines.append(f"estimated read-only window: {estimate['read_only_window_seconds']:,.0f} s = final sync --delete "
                      f"{estimate['final_pass_seconds']:,.0f} s + verify {estimate['proof_seconds']:,.0f} s "
                      f"({estimate['objects_after_final_pass']:,} objects; assumes {estimate['assumes']})")
+        lines.append(f"  with the final pass proving what it leaves (sync --delete --verify): "
+                     f"{estimate['one_pass_window_seconds']:,.0f} s")
         lines.append(f"  with verify --cutover-time after the switch (runbooks/verification.md): "
                      f"{estimate['final_pass_seconds']:,.0f} s")
     for flag in summary["flags"]:

@@ -17,7 +17,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from migrate import generation, state, tree
 from migrate.cuts import listing_ranges
@@ -75,6 +75,16 @@ class ShardTask:
     keep_candidates: bool = False
     """Record destination-only objects as delete candidates even without ``delete`` (a ``--shard`` run,
     whose candidates wait for ``gather``)."""
+    list_destination: bool = False
+    """List the destination even where a state record could stand in for it: a proof that rides
+    along the pass (``sync --verify``) needs what the destination holds now, not what a record says."""
+
+
+class Witness(Protocol):
+    """Sees every path of a shard's merge with the action decided for it: what a check that rides
+    along the pass (``checks.proof``) needs, without a walk or a listing of its own."""
+
+    def see(self, path: str, action: Action, src: Entry | None, dst: Entry | None) -> None: ...
 
 
 @dataclass
@@ -106,16 +116,17 @@ class ShardOutcome:
 
 class Candidates:
     """Destination-only paths spooled while a shard runs, deleted only after the whole pass: a
-    compressed temporary file, and plain bytes when it travels to another process or machine."""
+    compressed temporary file, and plain bytes when it travels to another process or machine.
+    (Also the spool of paths a pass wrote, with the MD5 they should have, for a proof to confirm.)"""
 
     def __init__(self) -> None:
         self._file: IO[bytes] = tempfile.TemporaryFile(prefix="regmig-deletes-")
         self._out: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=1)
         self.count = 0
 
-    def add(self, path: str, size: int) -> None:
+    def add(self, path: str, size: int, md5: str | None = None) -> None:
         assert self._out is not None
-        self._out.write((json.dumps([path, size]) + "\n").encode())
+        self._out.write((json.dumps([path, size] if md5 is None else [path, size, md5]) + "\n").encode())
         self.count += 1
 
     def data(self) -> bytes:
@@ -124,12 +135,17 @@ class Candidates:
         return self._file.read()
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
+        for path, size, _ in self.rows():
+            yield path, size
+
+    def rows(self) -> Iterator[tuple[str, int, str | None]]:
+        """Every path with its size and, where one was given, its MD5."""
         self._seal()
         self._file.seek(0)
         with gzip.GzipFile(fileobj=self._file, mode="rb") as lines:
             for line in lines:
-                path, size = json.loads(line)
-                yield path, size
+                row = json.loads(line)
+                yield row[0], row[1], row[2] if len(row) > 2 else None
 
     def _seal(self) -> None:
         if self._out is not None:
@@ -153,9 +169,11 @@ class Candidates:
         self.__dict__.update(Candidates.from_data(saved["data"], saved["count"]).__dict__)
 
 
-def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
+def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: Report,
+               witness: Witness | None = None) -> ShardOutcome:
     """The shard's merge loop: uploads and checks handed to the workers, destination-only paths
-    spooled as candidates (or kept with their reason), this shard's record read or written."""
+    spooled as candidates (or kept with their reason), this shard's record read or written;
+    ``witness`` sees every path with its action."""
     shard = task.shard
     outcome = ShardOutcome(shard)
     note = report.note if shard.count == 1 else (lambda message: report.note(f"shard {shard}: {message}"))
@@ -169,8 +187,12 @@ def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: R
         if record is not None:
             if not task.dry_run:
                 record.consume()  # used or not, it no longer describes a destination this pass writes
-            doubt = _doubt(record, task.previous)
-            if doubt:
+            if task.list_destination:
+                # Not read for the comparison, but what its pass found still guards the deletes.
+                outcome.record_source_files, outcome.record_written = record.source_files, record.written
+                record.close()
+                record = None
+            elif doubt := _doubt(record, task.previous):
                 note(f"state file not used: {doubt}; the destination is listed instead")
                 record.close()
                 record = None
@@ -184,7 +206,7 @@ def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: R
         # With a record, small files are compared by their stamps and only those written since are
         # read; against a listing of a destination that holds data, the walk hashes them all.
         hash_limit = INLINE_READ if record is None and task.listed_holds_data else 0
-        _merge(source, destination, task, report, record, writer, outcome, hash_limit)
+        _merge(source, destination, task, report, record, writer, outcome, hash_limit, witness)
     except BaseException:
         if writer:
             writer.discard()
@@ -198,11 +220,12 @@ def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: R
     return outcome
 
 
-def sync_shard_elsewhere(source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
+def sync_shard_elsewhere(source: Storage, destination: Storage, task: ShardTask, report: Report,
+                         witness: Witness | None = None) -> ShardOutcome:
     """``sync_shard`` with locations just opened in another process: their listed MD5s calibrated
     first against the token the pass wrote, as the pass did with its own."""
     destination.calibrate_md5((generation.PATH, task.token_data) if task.token_data else None)
-    return sync_shard(source, destination, task, report)
+    return sync_shard(source, destination, task, report, witness)
 
 
 def _unusable(writer: state.StateWriter, note: Callable[[str], None]) -> None:
@@ -241,7 +264,8 @@ def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], 
 
 
 def _merge(source: Storage, destination: Storage, task: ShardTask, report: Report, record: state.Record | None,
-           writer: state.StateWriter | None, outcome: ShardOutcome, hash_limit: int) -> None:
+           writer: state.StateWriter | None, outcome: ShardOutcome, hash_limit: int,
+           witness: Witness | None) -> None:
     """``hash_limit``: hashing small files in the walk pays when they are compared; into an empty
     destination every one is uploaded (read once, then) or, in a dry run, not read at all."""
     copier = Copier(source, destination, dry_run=task.dry_run, small_limit=task.small_limit)
@@ -267,6 +291,8 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
             report.examined_one(path)
             outcome.source_count += src is not None
             action, reason = decide(path, src, dst)
+            if witness is not None:
+                witness.see(path, action, src, dst)
             inline = src is not None and source.is_local and src.size <= INLINE_READ and \
                 not tree.is_content_addressed(path)
             if action is Action.UPLOAD:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from migrate import generation, guards, state, tree
 from migrate.errors import BadInput, RegmigError
@@ -59,6 +59,20 @@ class SyncOptions:
     """Read the destination from this record of the last clean pass, and write a new one (see migrate.state)."""
     break_lock: bool = False
     """Take the destination's lease even when another run seems to hold it (see migrate.lease)."""
+    list_destination: bool = False
+    """List the destination even with a ``state_path`` record (the record is still written)."""
+
+
+class Proof(Protocol):
+    """A check that rides along a pass (``checks.proof``): it runs each shard, seeing every path of
+    its merge, and once the deletes are done confirms what the pass changed, before the records go
+    in place (a failure it reports keeps them out)."""
+
+    def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome: ...
+
+    def confirm(self, outcomes: Sequence[ShardOutcome], destination: Storage, options: SyncOptions,
+                report: Report, doubts: Sequence[str]) -> None:
+        """``doubts``: why the pass cannot vouch for what it did (then nothing is proved)."""
 
 
 def preflight(source: Storage, destination: Storage, *, require_registry: bool = True) -> None:
@@ -88,9 +102,12 @@ def check_inputs(source: Storage, destination: Storage, options: SyncOptions, re
 
 
 def sync(source: Storage, destination: Storage, options: SyncOptions, report: Report, *,
-         shards: Sequence[Shard] = (WHOLE,), runner: Runner | None = None) -> None:
+         shards: Sequence[Shard] = (WHOLE,), runner: Runner | None = None, proof: Proof | None = None) -> None:
     """Make the destination match the source, as ``shards`` (a partition of the key space) run by
-    ``runner`` (default: here, one after another). Results and failures go to ``report``."""
+    ``runner`` (default: here, one after another). Results and failures go to ``report``; ``proof``
+    (which needs the destination listed) rides along."""
+    if proof is not None:
+        options = replace(options, list_destination=True)
     check_inputs(source, destination, options, report)
     with contextlib.ExitStack() as held:
         lease = None if options.dry_run else held.enter_context(
@@ -104,9 +121,10 @@ def sync(source: Storage, destination: Storage, options: SyncOptions, report: Re
         runner = runner or Here()
         token, template = begin(source, destination, options, report)
         tasks = [template.for_shard(shard, runner.concurrency) for shard in shards]
-        outcomes = run_shards(runner, tasks, report,
-                              lambda task, shard_report: sync_shard(source, destination, task, shard_report))
-        conclude(outcomes, source, destination, options, report, lease, token)
+        job = proof.shard if proof is not None else sync_shard
+        outcomes = run_shards(runner, tasks, report, lambda task, shard_report: job(source, destination, task,
+                                                                                     shard_report))
+        conclude(outcomes, source, destination, options, report, lease, token, proof)
 
 
 @dataclass(frozen=True)
@@ -129,7 +147,7 @@ class TaskTemplate:
                          token=self.token.value if self.token else None,
                          token_data=self.token.data if self.token else None, previous=self.previous,
                          listed_holds_data=self.listed_holds_data, stamps=self.stamps,
-                         keep_candidates=self.keep_candidates)
+                         keep_candidates=self.keep_candidates, list_destination=options.list_destination)
 
 
 def begin(source: Storage, destination: Storage, options: SyncOptions, report: Report,
@@ -204,8 +222,9 @@ def _stamps_trusted(source: Storage, report: Report) -> bool:
 
 
 def conclude(outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage, options: SyncOptions,
-             report: Report, lease: Lease | None, token: generation.Token | None) -> None:
-    """After every shard: the deletes, if the whole pass allows them, then the shards' records."""
+             report: Report, lease: Lease | None, token: generation.Token | None, proof: Proof | None = None) -> None:
+    """After every shard: the deletes, if the whole pass allows them, then the proof's confirmation,
+    then the shards' records."""
     if options.delete and not options.dry_run and report.count(PathList.VANISHED):
         report.note(f"{report.count(PathList.VANISHED):,} files vanished from the source during a pass with "
                     f"--delete: is the registry read-only? Run the pass again once it is")
@@ -214,6 +233,10 @@ def conclude(outcomes: Sequence[ShardOutcome], source: Storage, destination: Sto
         if options.delete and any(outcome.extras.count for outcome in outcomes):
             copier = Copier(source, destination, dry_run=options.dry_run, small_limit=options.small_limit)
             _delete_extras(outcomes, options, copier, report, lease)
+        if proof is not None:
+            doubts = unclean_reasons(report, destination, token, lease)
+            proof.confirm(outcomes, destination, options, report,
+                          doubts + ([report.delete_refusal] if report.delete_refusal else []))
     except BaseException:
         for part, _ in parts:
             part.discard()
