@@ -77,6 +77,10 @@ def headline(summary: dict[str, Any]) -> str:
         if verdict == "OK":
             return "verify: destination matches the source" if summary.get("source") else "verify: no defects found"
         return "verify: " + ", ".join(f"{count:,} {name}" for name, count in _verify_problems(summary).items())
+    if command == "sync" and summary.get("proof"):
+        proof = summary["proof"]
+        return "sync --verify: " + ("everything copied, destination matches the source" if verdict == "OK" else
+                                    "; ".join(proof["reasons"]) or "not everything was copied")
     if command == "sync":
         mode = " (dry run: nothing changed)" if summary.get("dry_run") else ""
         return f"sync{mode}: " + ("everything copied" if verdict == "OK" else "not everything was copied")
@@ -100,8 +104,8 @@ def _verify_problems(summary: dict[str, Any]) -> dict[str, int]:
 
 
 def _overall(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report whose verdict heads the page: the last verify (the proof), else the last pass."""
-    verifies = [s for s in summaries if s["command"] == "verify"]
+    """The report whose verdict heads the page: the last proof (a verify, or a sync --verify), else the last pass."""
+    verifies = [s for s in summaries if s["command"] == "verify" or s.get("proof")]
     return (verifies or summaries)[-1]
 
 
@@ -149,6 +153,8 @@ def _pass_name(summary: dict[str, Any]) -> str:
         name += " --delete"
     if summary.get("deep"):
         name += " --deep"
+    if summary.get("proof"):
+        name += " --verify"
     started = summary.get("started_at")
     return f"{name} ({started.replace('T', ' ')[:16]} UTC)" if started else name
 
@@ -166,11 +172,25 @@ def _timings_table(summaries: list[dict[str, Any]]) -> str:
     return "".join(rows)
 
 
+def counted(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int] | None] | None:
+    """The object count and what was checked, of a verify or of a sync that proved what it left
+    (``sync --verify``: the destination as the pass left it); None for any other pass."""
+    proof = summary.get("proof")
+    if summary["command"] == "sync" and proof and proof.get("counts"):
+        counts = {name: proof["counts"][name] for name in ("source_files", "markers", "outside_registry",
+                                                            "source_outside_registry")}
+        return {**counts, "destination_objects": proof.get("destination_objects", 0)}, proof["checked"]
+    if summary["command"] == "verify" and summary.get("counts"):
+        return summary["counts"], summary.get("checked")
+    return None
+
+
 def _count_check(summary: dict[str, Any]) -> str:
-    counts = summary.get("counts")
-    if not counts or summary["command"] != "verify":
+    view = counted(summary)
+    if view is None:
         return ""
-    checked = summary.get("checked")
+    counts, checked = view
+    proved_by_pass = summary["command"] == "sync"
     out = ["<h2 id=count-check>Object count (excluding _uploads)</h2>"]
     if summary.get("source"):
         same = counts["source_files"] == counts["destination_objects"]
@@ -180,14 +200,20 @@ def _count_check(summary: dict[str, Any]) -> str:
     else:
         out.append(f'<table class="side"><tr><th>destination objects</th></tr>'
                    f'<tr><td>{counts["destination_objects"]:,}</td></tr></table>')
-    out.append(f"<p>Counted apart: {counts['markers']:,} zero-byte markers, {counts['outside_registry']:,} "
+    markers = "zero-byte markers (deleted by the pass)" if proved_by_pass else "zero-byte markers"
+    out.append(f"<p>Counted apart: {counts['markers']:,} {markers}, {counts['outside_registry']:,} "
                f"destination objects and {counts['source_outside_registry']:,} source files outside the "
                f"registry tree.</p>")
     out.append("<h2 id=checked>What was checked</h2><ul>")
     if checked:
         out.append(f"<li>{_e(checked_line(checked))}</li>")
-    out.append("<li>every object: " + ("compared with the source (blobs by size, links and other files by content)"
-                                       if summary.get("source") else "listed (no source given)") + "</li>")
+    if proved_by_pass:
+        out.append(f"<li>every object: compared with the source by the pass itself (blobs by size, links and other "
+                   f"files by content); the {summary['proof']['confirmed']:,} it wrote or deleted looked at again "
+                   f"after it</li>")
+    else:
+        out.append("<li>every object: " + ("compared with the source (blobs by size, links and other files by "
+                                           "content)" if summary.get("source") else "listed (no source given)") + "</li>")
     out.append("<li>registry semantics: " + (_e(summary["deep"]) + " (tags, manifests, links, blob digests)"
                                              if summary.get("deep") else "not checked (no --deep)") + "</li></ul>")
     return "".join(out)
@@ -315,15 +341,16 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
     out.append("")
     for index, summary in enumerate(reversed(summaries)):
         out += [f"## Pass {len(summaries) - index}: {_pass_name(summary)}: {_verdict_of(summary)}", ""]
-        counts = summary.get("counts")
-        if summary["command"] == "verify" and counts:
+        view = counted(summary)
+        if view is not None:
+            counts, checked = view
             if summary.get("source"):
                 same = counts["source_files"] == counts["destination_objects"]
                 out += ["| source files | destination objects | |", "|---:|---:|---|",
                         f"| {counts['source_files']:,} | {counts['destination_objects']:,} | "
                         f"{'match' if same else 'MISMATCH'} |", ""]
-            if summary.get("checked"):
-                out += [f"Checked: {checked_line(summary['checked'])}; registry semantics: "
+            if checked:
+                out += [f"Checked: {checked_line(checked)}; registry semantics: "
                         f"{summary.get('deep') or 'not checked (no --deep)'}.", ""]
         for name, data in summary.get("outcomes", {}).items():
             out.append(f"- {outcome_label(name, summary.get('destination'))}: {data['count']:,} objects, "

@@ -100,3 +100,15 @@ def test_verify_with_a_dry_run_or_one_shard_is_refused(registry: SampleRegistry,
     assert not destination.exists() and not (tmp_path / "results").exists()
     assert json.loads(regmig("sync", registry.root, str(destination), "--verify", "--json").stdout)["proof"][
         "verdict"] == "proved"
+
+
+def test_the_change_ticket_report_carries_the_proof(registry: SampleRegistry, tmp_path: Path) -> None:
+    destination, report = tmp_path / "copy", tmp_path / "final.json"
+    assert regmig("sync", registry.root, str(destination), "--verify", "--report", str(report)).exit_code == 0
+    proof = json.loads(report.read_text())["proof"]
+    page = tmp_path / "ticket.md"
+    assert regmig("report", str(report), "--output", str(page)).exit_code == 0
+    text = page.read_text()
+    assert text.startswith("# OK: sync --verify: everything copied, destination matches the source")
+    files = proof["counts"]["source_files"]
+    assert f"| {files:,} | {files:,} | match |" in text and "Checked: 4 repositories" in text
