@@ -101,8 +101,8 @@ def demo(endpoint: str, env: dict[str, str]) -> int:
     failures += run("sync", str(source), dest, *state, "--delete", "--dry-run", env=env) != 0
     failures += run("sync", str(source), dest, *state, "--delete", env=env) != 0
 
-    step("4. A second final pass changes nothing")
-    failures += run("sync", str(source), dest, *state, "--delete", env=env) != 0
+    step("4. A second final pass changes nothing, and proves the copy as it goes (--verify lists the bucket)")
+    failures += run("sync", str(source), dest, *state, "--delete", "--verify", env=env) != 0
 
     step("5. Prove the copy (lists both sides): object counts (excluding _uploads), every object, registry semantics")
     failures += run("verify", str(source), dest, "--deep", env=env) != 0
