@@ -4,82 +4,110 @@ A separate ``verify`` after the final pass walks the source and lists the destin
 doubling the read-only window. The final pass already did both, hashing every link file and
 comparing each path, so here its comparison is the proof: a path it found equal is proved by
 the listing, as verify proves it (the listed MD5 against the walk's, a blob's size under its
-digest); a path it wrote or deleted is confirmed once the deletes are done, one request each,
-against the destination as it is then (there with the size and MD5 written; gone). Nothing is
-taken from a state record: the pass lists the destination.
+digest); a path it wrote, compared or deleted is looked at again once the deletes are done, one
+request each, against the destination as it is then (there, with the size and content written;
+gone). Nothing is taken from a state record: the pass lists the destination.
 
-The verdict is verify's: every source file is in the destination, nothing the registry owns is
-there that the source lacks, and the counts agree. A pass that did not end clean proves nothing.
+What it cannot see, a verify run after it would: a source file that changes after the walk on
+a path the pass found equal. The registry must be read-only, as for any final pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from checks.verify import Checked
+from checks.checked import Checked
 from migrate import tree
+from migrate.compare import content_matches
 from migrate.outcome import Outcome, Result
 from migrate.plan import Action
 from migrate.report import Report
-from migrate.shardsync import Candidates, ShardOutcome, ShardTask, sync_shard, sync_shard_elsewhere
+from migrate.shardsync import Candidates, ShardOutcome, ShardTask, sync_shard_elsewhere
 from migrate.storage.base import Entry, Storage
 from migrate.sync import SyncOptions
-from migrate.transfer import WorkerPool
+from migrate.transfer import WorkerPool, attempt
 
 CONFIRM_BATCH = 64
 """Paths per confirmation job: one thread hand-off per 64 requests."""
-COUNTS = ("source_files", "source_outside_registry", "destination_listed", "added", "proved", "written", "extras",
-          "markers", "outside_registry")
+Row = tuple[str, int, "str | None"]
+"""A path the pass changed: its size and, where the walk hashed it, the MD5 of the bytes sent."""
+
+
+@dataclass
+class ProofCounts:
+    """One shard's paths by what the pass did with them (added up over the shards)."""
+
+    source_files: int = 0
+    """Under ``docker/`` (the documented count, without ``_uploads``)."""
+    source_outside_registry: int = 0
+    destination_listed: int = 0
+    """Registry objects the listing showed, markers included."""
+    added: int = 0
+    """Registry objects the pass wrote where the listing showed none."""
+    proved: int = 0
+    """Found equal by the listing: nothing written, nothing to look at again."""
+    written: int = 0
+    compared: int = 0
+    """Same size, no MD5 to compare: the pass read and compared (and wrote where they differed)."""
+    extras: int = 0
+    """Destination-only under ``docker/``: deleted with ``--delete``."""
+    markers: int = 0
+    """Zero-byte markers among the extras."""
+    markers_left: int = 0
+    """Zero-byte markers a sync never deletes (the root's own key): ``nameless-tags --fix`` does."""
+    outside_registry: int = 0
+
+    def add(self, other: dict[str, int]) -> None:
+        for name, value in other.items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass
 class ShardProof:
-    """What one shard's merge showed: counts, what the registry holds, and the paths it wrote."""
+    """``shardsync.Witness`` of one shard: its counts, what the registry holds, the paths it changed."""
 
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    counts: ProofCounts = field(default_factory=ProofCounts)
     checked: Checked = field(default_factory=Checked)
-    written: Candidates = field(default_factory=Candidates)
+    changed: Candidates = field(default_factory=lambda: Candidates("regmig-written-"))
 
     def see(self, path: str, action: Action, src: Entry | None, dst: Entry | None) -> None:
         counts = self.counts
         if src is not None:
             if tree.is_registry_data(path):
-                counts["source_files"] += 1
+                counts.source_files += 1
                 self.checked.see(path)  # after the pass the destination holds exactly the source
             else:
-                counts["source_outside_registry"] += 1
+                counts.source_outside_registry += 1
         if dst is not None and tree.is_registry_data(path):
-            counts["destination_listed"] += 1
+            counts.destination_listed += 1
         if action is Action.SKIP:
-            counts["proved"] += 1
+            counts.proved += 1
         elif action in (Action.UPLOAD, Action.CHECK):
             assert src is not None
-            counts["written"] += 1
-            counts["added"] += dst is None and tree.is_registry_data(path)
-            self.written.add(path, src.size, src.md5)
+            if action is Action.UPLOAD:
+                counts.written += 1
+            else:
+                counts.compared += 1
+            counts.added += dst is None and tree.is_registry_data(path)
+            self.changed.add(path, src.size, src.md5)
         elif action is Action.DELETE:
             assert dst is not None
-            counts["extras"] += 1
-            counts["markers"] += tree.is_registry_marker(path, dst.size)
+            counts.extras += 1
+            counts.markers += tree.is_registry_marker(path, dst.size)
         else:
-            counts["outside_registry"] += 1
+            assert dst is not None
+            counts.outside_registry += 1
+            counts.markers_left += tree.is_registry_marker(path, dst.size)
 
     def result(self) -> dict[str, Any]:
-        return {"proof": {"counts": self.counts, "checked": self.checked.counts}, "written": self.written}
-
-
-def prove_shard(source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
-    """A shard of the pass, its merge witnessed (here)."""
-    witness = ShardProof()
-    outcome = sync_shard(source, destination, task, report, witness)
-    outcome.result.update(witness.result())
-    return outcome
+        """Plain data for the pass (pickled back from a worker process)."""
+        return {"proof": {"counts": asdict(self.counts), "checked": self.checked.counts}, "changed": self.changed}
 
 
 def prove_shard_elsewhere(source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
-    """A shard of the pass, its merge witnessed, in another process (``--processes``, ``--dask``)."""
+    """A shard of the pass with its merge witnessed: here, in a worker process or on a Dask worker."""
     witness = ShardProof()
     outcome = sync_shard_elsewhere(source, destination, task, report, witness)
     outcome.result.update(witness.result())
@@ -87,62 +115,83 @@ def prove_shard_elsewhere(source: Storage, destination: Storage, task: ShardTask
 
 
 class PassProof:
-    """``sync.Proof``: runs each shard witnessed, then confirms what the pass changed; ``summary``
-    holds the verdict for the report."""
+    """``sync.Proof``: runs each shard witnessed, then looks again at what the pass changed;
+    ``summary`` holds the verdict for the report."""
 
     def __init__(self) -> None:
         self.summary: dict[str, Any] = {"verdict": "not reached", "reasons": [], "confirmed": 0}
 
     def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
-        return prove_shard(source, destination, task, report)
+        # The pass calibrated the destination's MD5s already: calibrating again is one read, and
+        # keeps one function for every runner.
+        return prove_shard_elsewhere(source, destination, task, report)
 
-    def confirm(self, outcomes: Sequence[ShardOutcome], destination: Storage, options: SyncOptions,
-                report: Report, doubts: Sequence[str]) -> None:
-        counts, checked = dict.fromkeys(COUNTS, 0), dict.fromkeys(Checked().counts, 0)
-        for outcome in outcomes:
-            proof = outcome.result["proof"]
-            for name, value in proof["counts"].items():
-                counts[name] += value
-            for name, value in proof["checked"].items():
-                checked[name] += value
-        self.summary.update(counts=counts, checked=checked)
+    def confirm(self, outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage,
+                options: SyncOptions, report: Report, doubts: Sequence[str]) -> bool:
+        """True when proved. Each object found other than the pass left it is a failure of the pass."""
+        if not doubts and any("proof" not in outcome.result for outcome in outcomes):
+            doubts = ["a shard ended without its proof"]
         if doubts:
-            self._fail(f"the pass did not end clean ({'; '.join(doubts)}): nothing is proved; run it again")
-            return
+            return self._fail(f"the pass did not end clean ({'; '.join(doubts)}): nothing is proved; run it again")
+        counts, checked = ProofCounts(), Checked()
+        for outcome in outcomes:
+            counts.add(outcome.result["proof"]["counts"])
+            for name, value in outcome.result["proof"]["checked"].items():
+                checked.counts[name] += value
         deleted = options.delete and not options.dry_run
-        if counts["extras"] and not deleted:
-            self._fail(f"{counts['extras']:,} objects under docker/ are only in the destination: run with --delete")
-        total = counts["written"] + (counts["extras"] if deleted else 0)
-        report.begin_phase("confirming what the pass changed", total)
-        failures: list[Result] = []
-        with WorkerPool(options.workers, lambda results: _consume(results, report, failures)) as pool:
-            for batch in _batches(outcome.result["written"].rows() for outcome in outcomes):
-                pool.submit(_confirm_written, destination, batch, covers=[row[:2] for row in batch])
+        # The documented count, as the pass leaves the destination: what the listing showed, plus
+        # what the pass added, less what it deleted (each looked at again below).
+        self.summary.update(counts=asdict(counts), checked=checked.counts,
+                            destination_objects=counts.destination_listed + counts.added
+                            - (counts.extras if deleted else 0))
+        if counts.extras and not deleted:
+            self._fail(f"{counts.extras:,} objects under docker/ are only in the destination: run with --delete")
+        if counts.markers_left:
+            self._fail(f"{counts.markers_left:,} zero-byte markers remain (the root's own key): run regmig "
+                       f"nameless-tags {destination.url} --fix")
+        changed = counts.written + counts.compared + (counts.extras if deleted else 0)
+        report.begin_phase("looking again at what the pass changed", changed)
+        tally = _Tally(report)
+        with WorkerPool(options.workers, tally.consume) as pool:
+            for batch in _batches(outcome.result["changed"].rows() for outcome in outcomes):
+                pool.submit(_look_at_written, source, destination, batch, covers=[row[:2] for row in batch])
             if deleted:
                 for batch in _batches(((path, size, None) for path, size in outcome.candidates or ())
                                       for outcome in outcomes):
-                    pool.submit(_confirm_deleted, destination, batch, covers=[row[:2] for row in batch])
+                    pool.submit(_look_at_deleted, destination, batch, covers=[row[:2] for row in batch])
         report.end_phases()
-        self.summary["confirmed"] = total - len(failures)
-        if failures:
-            self._fail(f"{len(failures):,} of the {total:,} objects the pass changed are not as it left them "
+        self.summary["confirmed"] = changed - tally.failed
+        if tally.failed:
+            self._fail(f"{tally.failed:,} of the {changed:,} objects the pass changed are not as it left them "
                        f"(listed under failures)")
-        # The documented object count, from the walk and the listing with what the pass added and deleted.
-        after = counts["destination_listed"] + counts["added"] - (counts["extras"] if deleted else 0)
-        self.summary["destination_objects"] = after
-        if counts["source_files"] != after:
-            self._fail(f"object count (excluding _uploads): source {counts['source_files']:,} files, destination "
-                       f"{after:,} objects after the pass")
         if not self.summary["reasons"]:
             self.summary["verdict"] = "proved"
+        return self.summary["verdict"] == "proved"
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> bool:
         self.summary["verdict"] = "failed"
         self.summary["reasons"].append(reason)
+        return False
 
 
-def _batches(streams: Iterable[Iterable[tuple[str, int, str | None]]]) -> Iterable[list[tuple[str, int, str | None]]]:
-    batch: list[tuple[str, int, str | None]] = []
+class _Tally:
+    """The one consumer of the looking-again jobs: anything but ``confirmed`` is a failure of the pass."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self.failed = 0
+
+    def consume(self, results: list[Result]) -> None:
+        for result in results:
+            if result.outcome is not Outcome.CONFIRMED:
+                self.failed += 1
+                self._report.failure(result.path, result.message)
+        self._report.advance(len(results))
+
+
+def _batches(streams: Iterable[Iterable[Row]]) -> Iterator[list[Row]]:
+    """The rows of every shard, ``CONFIRM_BATCH`` at a time."""
+    batch: list[Row] = []
     for stream in streams:
         for row in stream:
             batch.append(row)
@@ -153,34 +202,39 @@ def _batches(streams: Iterable[Iterable[tuple[str, int, str | None]]]) -> Iterab
         yield batch
 
 
-def _consume(results: list[Result], report: Report, failures: list[Result]) -> None:
-    """The one consumer of the confirmation jobs: anything but ``confirmed`` is a failure of the pass."""
-    for result in results:
-        if result.outcome is not Outcome.CONFIRMED:
-            failures.append(result)
-            report.failure(result.path, result.message)
-    report.advance(len(results))
+def _look_at_written(source: Storage, destination: Storage, batch: list[Row]) -> list[Result]:
+    """Each path written or compared, as the destination holds it now."""
+    results = []
+    for path, size, md5 in batch:
+        result, failure = attempt(path, size, "proof", lambda: _written(source, destination, path, size, md5))
+        results.append(failure or result)
+    return results  # type: ignore[return-value]
 
 
-def _confirm_written(destination: Storage, batch: list[tuple[str, int, str | None]]) -> list[Result]:
-    return [_written(destination.stat(path), path, size, md5) for path, size, md5 in batch]
-
-
-def _written(found: Entry | None, path: str, size: int, md5: str | None) -> Result:
+def _written(source: Storage, destination: Storage, path: str, size: int, md5: str | None) -> Result:
+    """There, of the size written, and of the content: by MD5 where both are known, by the size
+    under a blob's digest, else by comparing with the source's bytes (``content_matches``: a
+    service that lists no content MD5, a filesystem, a file the walk did not hash)."""
+    found = destination.stat(path)
     if found is None:
-        return _failed(path, size, "missing from the destination after the pass wrote it")
+        return Result(Outcome.FAILED, path, size, "proof", "missing from the destination after the pass wrote it")
     if found.size != size:
-        return _failed(path, size, f"{found.size:,} bytes in the destination after the pass wrote {size:,}")
-    if md5 is not None and found.md5 is not None and found.md5 != md5:
-        return _failed(path, size, "other content in the destination than the pass wrote")
+        return Result(Outcome.FAILED, path, size, "proof",
+                      f"{found.size:,} bytes in the destination after the pass wrote {size:,}")
+    if md5 is not None and found.md5 is not None:
+        same = found.md5 == md5
+    else:
+        same = tree.is_content_addressed(path) or content_matches(source, destination, path, found)[0]
+    if not same:
+        return Result(Outcome.FAILED, path, size, "proof", "other content in the destination than the pass wrote")
     return Result(Outcome.CONFIRMED, path, size)
 
 
-def _confirm_deleted(destination: Storage, batch: list[tuple[str, int, str | None]]) -> list[Result]:
-    return [_failed(path, size, "still in the destination after the pass deleted it")
-            if destination.stat(path) is not None else Result(Outcome.CONFIRMED, path, size)
-            for path, size, _ in batch]
-
-
-def _failed(path: str, size: int, message: str) -> Result:
-    return Result(Outcome.FAILED, path, size, "proof", message)
+def _look_at_deleted(destination: Storage, batch: list[Row]) -> list[Result]:
+    """Each path deleted, gone from the destination now."""
+    results = []
+    for path, size, _ in batch:
+        found, failure = attempt(path, size, "proof", lambda: destination.stat(path) is not None)
+        results.append(failure or (Result(Outcome.FAILED, path, size, "proof", "still in the destination after "
+                                          "the pass deleted it") if found else Result(Outcome.CONFIRMED, path, size)))
+    return results

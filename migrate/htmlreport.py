@@ -179,7 +179,7 @@ def counted(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int] | N
     if summary["command"] == "sync" and proof and proof.get("counts"):
         counts = {name: proof["counts"][name] for name in ("source_files", "markers", "outside_registry",
                                                             "source_outside_registry")}
-        return {**counts, "destination_objects": proof.get("destination_objects", 0)}, proof["checked"]
+        return {**counts, "destination_objects": proof["destination_objects"]}, proof["checked"]
     if summary["command"] == "verify" and summary.get("counts"):
         return summary["counts"], summary.get("checked")
     return None
@@ -200,7 +200,7 @@ def _count_check(summary: dict[str, Any]) -> str:
     else:
         out.append(f'<table class="side"><tr><th>destination objects</th></tr>'
                    f'<tr><td>{counts["destination_objects"]:,}</td></tr></table>')
-    markers = "zero-byte markers (deleted by the pass)" if proved_by_pass else "zero-byte markers"
+    markers = "zero-byte markers (destination-only: deleted by --delete)" if proved_by_pass else "zero-byte markers"
     out.append(f"<p>Counted apart: {counts['markers']:,} {markers}, {counts['outside_registry']:,} "
                f"destination objects and {counts['source_outside_registry']:,} source files outside the "
                f"registry tree.</p>")
@@ -209,8 +209,8 @@ def _count_check(summary: dict[str, Any]) -> str:
         out.append(f"<li>{_e(checked_line(checked))}</li>")
     if proved_by_pass:
         out.append(f"<li>every object: compared with the source by the pass itself (blobs by size, links and other "
-                   f"files by content); the {summary['proof']['confirmed']:,} it wrote or deleted looked at again "
-                   f"after it</li>")
+                   f"files by content); the {summary['proof']['confirmed']:,} it wrote, compared or deleted looked "
+                   f"at again after it</li>")
     else:
         out.append("<li>every object: " + ("compared with the source (blobs by size, links and other files by "
                                            "content)" if summary.get("source") else "listed (no source given)") + "</li>")

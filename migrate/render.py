@@ -122,13 +122,12 @@ def proof_lines(proof: dict[str, Any]) -> list[str]:
     counts = proof.get("counts")
     if counts is None:
         return lines
-    if "destination_objects" in proof:
-        match = "match" if counts["source_files"] == proof["destination_objects"] else "MISMATCH"
-        lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, destination "
-                     f"{proof['destination_objects']:,} objects after the pass: {match}")
-    lines.append(f"  proved by the listing {counts['proved']:,}; changed by the pass and looked at again "
-                 f"{proof['confirmed']:,} (written {counts['written']:,}, destination-only {counts['extras']:,}, "
-                 f"of them zero-byte markers {counts['markers']:,})")
+    lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, destination "
+                 f"{proof['destination_objects']:,} objects after the pass (listed {counts['destination_listed']:,}, "
+                 f"added {counts['added']:,}, destination-only {counts['extras']:,})")
+    lines.append(f"  proved by the listing {counts['proved']:,}; looked at again after the pass "
+                 f"{proof['confirmed']:,} (written {counts['written']:,}, compared {counts['compared']:,}, "
+                 f"deleted {counts['extras']:,}, of them zero-byte markers {counts['markers']:,})")
     lines.append("  checked: " + checked_line(proof["checked"]))
     return lines
 

@@ -119,8 +119,8 @@ class Candidates:
     compressed temporary file, and plain bytes when it travels to another process or machine.
     (Also the spool of paths a pass wrote, with the MD5 they should have, for a proof to confirm.)"""
 
-    def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="regmig-deletes-")
+    def __init__(self, prefix: str = "regmig-deletes-") -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix=prefix)
         self._out: gzip.GzipFile | None = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=1)
         self.count = 0
 
@@ -187,12 +187,13 @@ def sync_shard(source: Storage, destination: Storage, task: ShardTask, report: R
         if record is not None:
             if not task.dry_run:
                 record.consume()  # used or not, it no longer describes a destination this pass writes
-            if task.list_destination:
-                # Not read for the comparison, but what its pass found still guards the deletes.
-                outcome.record_source_files, outcome.record_written = record.source_files, record.written
-                record.close()
+            doubt = _doubt(record, task.previous)
+            if doubt is None and task.list_destination:
+                # Listed instead (a proof needs the destination as it is now); what the record's pass
+                # found in the source still guards the deletes.
+                outcome.record_source_files, outcome.record_written = record.source_count(), record.written
                 record = None
-            elif doubt := _doubt(record, task.previous):
+            elif doubt:
                 note(f"state file not used: {doubt}; the destination is listed instead")
                 record.close()
                 record = None

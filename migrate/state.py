@@ -173,6 +173,25 @@ class Record:
     def close(self) -> None:
         self._stream.close()
 
+    def source_count(self) -> int | None:
+        """What the record's pass found in the source, read past its entries without parsing them:
+        a pass that lists the destination instead of reading them still guards its deletes with it
+        (the shrink check), and refuses a damaged record as ``entries`` does."""
+        lines, tail = 0, ""
+        with self._stream:
+            try:
+                while chunk := self._stream.read(1 << 20):
+                    lines += chunk.count("\n")
+                    tail = (tail + chunk)[-4096:]
+            except (OSError, ValueError, EOFError) as exc:
+                raise StorageError(f"state file {self.path} is damaged ({exc}): nothing deleted; "
+                                   f"run again without it") from exc
+        last = tail.rstrip("\n").rsplit("\n", 1)[-1]
+        total, *source = last[len(_END):].split() if last.startswith(_END) else ("-1",)
+        if not total.isdigit() or int(total) != lines - 1:
+            raise StorageError(f"state file {self.path} is truncated: nothing deleted; run again without it")
+        return int(source[0]) if source else None
+
     def entries(self) -> Iterator[Entry]:
         count = 0
         with self._stream:

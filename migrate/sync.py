@@ -70,9 +70,9 @@ class Proof(Protocol):
 
     def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome: ...
 
-    def confirm(self, outcomes: Sequence[ShardOutcome], destination: Storage, options: SyncOptions,
-                report: Report, doubts: Sequence[str]) -> None:
-        """``doubts``: why the pass cannot vouch for what it did (then nothing is proved)."""
+    def confirm(self, outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage,
+                options: SyncOptions, report: Report, doubts: Sequence[str]) -> bool:
+        """True when proved; ``doubts``: why the pass cannot vouch for what it did (then nothing is)."""
 
 
 def preflight(source: Storage, destination: Storage, *, require_registry: bool = True) -> None:
@@ -229,28 +229,31 @@ def conclude(outcomes: Sequence[ShardOutcome], source: Storage, destination: Sto
         report.note(f"{report.count(PathList.VANISHED):,} files vanished from the source during a pass with "
                     f"--delete: is the registry read-only? Run the pass again once it is")
     parts = [(outcome.part, outcome.source_count) for outcome in outcomes if outcome.part is not None]
+    unproved = None
     try:
         if options.delete and any(outcome.extras.count for outcome in outcomes):
             copier = Copier(source, destination, dry_run=options.dry_run, small_limit=options.small_limit)
             _delete_extras(outcomes, options, copier, report, lease)
         if proof is not None:
             doubts = unclean_reasons(report, destination, token, lease)
-            proof.confirm(outcomes, destination, options, report,
-                          doubts + ([report.delete_refusal] if report.delete_refusal else []))
+            if not proof.confirm(outcomes, source, destination, options, report,
+                                 doubts + ([report.delete_refusal] if report.delete_refusal else [])):
+                unproved = "the proof failed"
     except BaseException:
         for part, _ in parts:
             part.discard()
         raise
     if parts:
         assert token is not None
-        _finish_state(parts, report, destination, token, lease)
+        _finish_state(parts, report, destination, token, lease, unproved)
 
 
 def _finish_state(parts: list[tuple[state.Part, int]], report: Report, destination: Storage,
-                  token: generation.Token, lease: Lease | None) -> None:
+                  token: generation.Token, lease: Lease | None, unproved: str | None = None) -> None:
     """The records are put in place only when every planned change happened and is accounted for,
-    and nothing else wrote the destination meanwhile: otherwise they would lie."""
-    unclean = unclean_reasons(report, destination, token, lease)
+    nothing else wrote the destination meanwhile, and a proof that rode along passed: otherwise
+    they would lie."""
+    unclean = unclean_reasons(report, destination, token, lease) + ([unproved] if unproved else [])
     if report.delete_refusal:
         unclean.append("deletions refused")
     if unclean:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from cli_runner import regmig
@@ -35,6 +37,7 @@ def test_the_final_pass_lists_repairs_and_proves_what_a_record_would_have_hidden
     assert proof["verdict"] == "proved" and proof["reasons"] == []
     assert summary["outcomes"]["uploaded"]["by_reason"] == {"content differs": {"count": 1, "bytes": 71}}
     assert proof["counts"]["written"] == 1 and proof["counts"]["extras"] == 2 and proof["counts"]["markers"] == 1
+    assert proof["counts"]["compared"] == 0  # S3 lists MD5s: every link was compared by them
     assert proof["confirmed"] == 3  # the tag written and the two keys deleted, each looked at again
     assert proof["counts"]["source_files"] == proof["destination_objects"]
     assert list_keys(s3, bucket)[f"{ROOT}/{TAG_LATEST}"] == Path(registry.root, TAG_LATEST).read_bytes()
@@ -48,7 +51,7 @@ def test_the_final_pass_lists_repairs_and_proves_what_a_record_would_have_hidden
     text = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--verify").stdout
     assert "verify OK: destination matches the source" in text
     assert f"source {proof['counts']['source_files']:,} files, destination {proof['destination_objects']:,} " \
-           f"objects after the pass: match" in text
+           f"objects after the pass (listed " in text
 
 
 def test_a_write_the_service_acknowledged_but_lost_fails_the_proof_and_keeps_the_record_out(  # type: ignore[no-untyped-def]
@@ -86,7 +89,62 @@ def test_the_proof_runs_in_every_worker_process(registry: SampleRegistry, s3, bu
     proof = first.json()["proof"]
     alone = regmig("verify", registry.root, url, "--endpoint-url", s3_endpoint, "--json").json()
     assert proof["verdict"] == "proved" and proof["checked"] == alone["checked"]
-    assert proof["confirmed"] == proof["counts"]["written"] == alone["counts"]["source_files"]
+    assert proof["confirmed"] == proof["counts"]["written"] == alone["counts"]["source_files"] + \
+        alone["counts"]["source_outside_registry"]
+
+
+def test_objects_a_sync_leaves_in_place_fail_the_proof_and_keep_the_record_out(  # type: ignore[no-untyped-def]
+        registry: SampleRegistry, s3, bucket, s3_endpoint, tmp_path: Path) -> None:
+    url, state = f"s3://{bucket}/{ROOT}", tmp_path / "dest.state"
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", str(state)).exit_code == 0
+    s3.put_object(Bucket=bucket, Key=f"{ROOT}/{TAGS}gone/current/link", Body=b"sha256:" + b"0" * 64)
+    s3.put_object(Bucket=bucket, Key=f"{ROOT}/", Body=b"")  # the root's own marker: never a sync's to delete
+    kept = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", str(state), "--verify",
+                  "--json")
+    assert kept.exit_code == 1
+    reasons = " | ".join(kept.json()["proof"]["reasons"])
+    assert "1 objects under docker/ are only in the destination: run with --delete" in reasons
+    assert f"1 zero-byte markers remain (the root's own key): run regmig nameless-tags {url} --fix" in reasons
+    assert not state.exists()  # what the pass left is not what the source holds: no record vouches for it
+    deleted = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", str(state), "--verify",
+                     "--delete", "--json")
+    assert deleted.exit_code == 1 and deleted.json()["proof"]["reasons"] == [reasons.split(" | ")[1]]
+    assert regmig("nameless-tags", url, "--endpoint-url", s3_endpoint, "--fix").exit_code == 0
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", str(state), "--verify",
+                  "--delete").exit_code == 0
+    assert regmig("verify", registry.root, url, "--endpoint-url", s3_endpoint).exit_code == 0
+
+
+def test_a_listed_final_pass_still_refuses_deletes_from_a_source_that_shrank(  # type: ignore[no-untyped-def]
+        registry: SampleRegistry, s3, bucket, s3_endpoint, tmp_path: Path) -> None:
+    url, state = f"s3://{bucket}/{ROOT}", str(tmp_path / "dest.state")
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state).exit_code == 0
+    before = list_keys(s3, bucket)
+    shutil.rmtree(Path(registry.root, "docker/registry/v2/repositories"))  # a mount that shows part of the tree
+    final = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state, "--delete",
+                   "--max-delete", "-1", "--verify", "--json")
+    assert final.exit_code == 1
+    assert "is the source mounted?" in final.json()["delete_refused"]
+    assert final.json()["proof"]["verdict"] == "failed"
+    assert list_keys(s3, bucket).keys() >= {key for key in before if "/repositories/" in key}
+
+
+def test_a_shard_that_stopped_leaves_nothing_proved(registry: SampleRegistry, s3, bucket, s3_endpoint,  # type: ignore[no-untyped-def]
+                                                    tmp_path: Path) -> None:
+    url, state = f"s3://{bucket}/{ROOT}", str(tmp_path / "dest.state")
+    assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state, "--shards",
+                  "2").exit_code == 0
+    record = Path(f"{state}.1-of-2")
+    with gzip.open(record, "rt") as whole:
+        head = [whole.readline(), whole.readline()]
+    with gzip.open(record, "wt") as cut:  # a record cut short: its shard stops, as on a damaged disk
+        cut.writelines(head)
+    final = regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint, "--state", state, "--shards", "2",
+                   "--delete", "--verify", "--json")
+    assert final.exit_code == 1, final.stderr
+    proof = final.json()["proof"]
+    assert proof["verdict"] == "failed" and "nothing is proved" in proof["reasons"][0]
+    assert "is truncated" in final.json()["lists"]["failures"]["listed"][0]["message"]
 
 
 def test_verify_with_a_dry_run_or_one_shard_is_refused(registry: SampleRegistry, tmp_path: Path) -> None:
