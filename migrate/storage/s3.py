@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import os
 import re
@@ -277,6 +278,9 @@ class S3Storage(Storage):
     def stat(self, path: str) -> Entry | None:
         try:
             with _errors(f"s3://{self.bucket}/{self.key(path)}"):
+                if self._lean is not None:
+                    size, etag, modified = self._lean.head(self.key(path))
+                    return self._entry(path, size, etag, _header_time(modified))
                 head = self.client.head_object(Bucket=self.bucket, Key=self.key(path))
         except ObjectMissing:
             return None
@@ -432,6 +436,16 @@ def _listed_time(text: str | None) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None  # a service's odd format: the entry then counts as written before any cut-over
+
+
+def _header_time(text: str | None) -> float | None:
+    """Last-Modified as a HEAD answers it (an HTTP date)."""
+    if not text:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _md5_of_stream(stream: BinaryIO) -> bytes:

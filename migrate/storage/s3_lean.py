@@ -91,6 +91,11 @@ class LeanS3:
     def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
         self._call("PUT", self._object_base + quote(key, safe="/~"), body, headers, "PutObject")
 
+    def head(self, key: str) -> tuple[int, str | None, str | None]:
+        """(size, ETag, Last-Modified) of one object; a missing one raises botocore's ClientError (404)."""
+        _, headers = self._call("HEAD", self._object_base + quote(key, safe="/~"), b"", {}, "HeadObject")
+        return int(headers.get("Content-Length") or 0), headers.get("ETag"), headers.get("Last-Modified")
+
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[tuple[str, int, str | None, str | None]]:
         """(key, size, etag, last modified as listed) for every key under ``prefix`` (and after
         ``start_after``), in the service's (byte) order; pages are asked for only as the caller reads on."""
@@ -130,7 +135,7 @@ class LeanS3:
             query["start-after"] = start_after  # the token carries the position after the first page
         if max_keys is not None:
             query["max-keys"] = str(max_keys)
-        body = self._call("GET", f"{self._bucket_url}?{urlencode(query, quote_via=quote)}", b"", {}, "ListObjectsV2")
+        body, _ = self._call("GET", f"{self._bucket_url}?{urlencode(query, quote_via=quote)}", b"", {}, "ListObjectsV2")
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError as exc:
@@ -139,13 +144,15 @@ class LeanS3:
             raise ResponseParserError(f"the listing's root element is {root.tag!r}, not {_LISTING}")
         return root, root.tag[: -len(_LISTING)]
 
-    def _call(self, method: str, url: str, body: bytes, headers: dict[str, str], operation: str) -> bytes:
+    def _call(self, method: str, url: str, body: bytes, headers: dict[str, str],
+              operation: str) -> tuple[bytes, HTTPHeaders]:
+        """The answer's payload and (for a HEAD, or an error) its headers, after botocore's retries."""
         attempt = 0
         while True:
             attempt += 1
             status, response_headers, payload, error = self._send(method, url, body, headers)
             if error is None and status < 300:
-                return payload
+                return payload, response_headers
             if error is not None and tls_failure(error):
                 raise error  # the same on every attempt: retrying only hides it
             parsed = self._parse_error(status, response_headers, payload) if error is None else None
@@ -183,8 +190,9 @@ class LeanS3:
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             return 0, _NO_HEADERS, b"", botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc)
-        # Headers matter only to the error parser and the retry checks.
-        response_headers = HTTPHeaders.from_pairs(response.getheaders()) if response.status >= 300 else _NO_HEADERS
+        # Headers matter only to a HEAD, the error parser and the retry checks.
+        wanted = response.status >= 300 or method == "HEAD"
+        response_headers = HTTPHeaders.from_pairs(response.getheaders()) if wanted else _NO_HEADERS
         return response.status, response_headers, payload, None
 
     def _connect(self, connection: http.client.HTTPConnection, url: str) -> Exception | None:
