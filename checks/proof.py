@@ -14,7 +14,8 @@ a path the pass found equal. The registry must be read-only, as for any final pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,12 +128,11 @@ class PassProof:
         return prove_shard_elsewhere(source, destination, task, report)
 
     def confirm(self, outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage,
-                options: SyncOptions, report: Report, doubts: Sequence[str]) -> bool:
-        """True when proved. Each object found other than the pass left it is a failure of the pass."""
-        if not doubts and any("proof" not in outcome.result for outcome in outcomes):
-            doubts = ["a shard ended without its proof"]
-        if doubts:
-            return self._fail(f"the pass did not end clean ({'; '.join(doubts)}): nothing is proved; run it again")
+                options: SyncOptions, report: Report, doubts: Callable[[], list[str]]) -> bool:
+        """True when proved. Each object found other than the pass left it is a failure of the pass;
+        ``doubts`` are asked before and after looking again (a lease lost meanwhile proves nothing)."""
+        if not self._trusted(outcomes, doubts()):
+            return False
         counts, checked = ProofCounts(), Checked()
         for outcome in outcomes:
             counts.add(outcome.result["proof"]["counts"])
@@ -164,9 +164,18 @@ class PassProof:
         if tally.failed:
             self._fail(f"{tally.failed:,} of the {changed:,} objects the pass changed are not as it left them "
                        f"(listed under failures)")
+        if not self._trusted(outcomes, doubts()):
+            return False
         if not self.summary["reasons"]:
             self.summary["verdict"] = "proved"
         return self.summary["verdict"] == "proved"
+
+    def _trusted(self, outcomes: Sequence[ShardOutcome], doubts: list[str]) -> bool:
+        if not doubts and any("proof" not in outcome.result for outcome in outcomes):
+            doubts = ["a shard ended without its proof"]
+        if doubts:
+            self._fail(f"the pass did not end clean ({'; '.join(doubts)}): nothing is proved; run it again")
+        return not doubts
 
     def _fail(self, reason: str) -> bool:
         self.summary["verdict"] = "failed"
@@ -179,13 +188,15 @@ class _Tally:
 
     def __init__(self, report: Report) -> None:
         self._report = report
+        self._lock = threading.Lock()  # the pool hands results over on its worker threads
         self.failed = 0
 
     def consume(self, results: list[Result]) -> None:
-        for result in results:
-            if result.outcome is not Outcome.CONFIRMED:
-                self.failed += 1
-                self._report.failure(result.path, result.message)
+        failed = [result for result in results if result.outcome is not Outcome.CONFIRMED]
+        with self._lock:
+            self.failed += len(failed)
+        for result in failed:
+            self._report.failure(result.path, result.message)
         self._report.advance(len(results))
 
 

@@ -179,7 +179,11 @@ def counted(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int] | N
     if summary["command"] == "sync" and proof and proof.get("counts"):
         counts = {name: proof["counts"][name] for name in ("source_files", "markers", "outside_registry",
                                                             "source_outside_registry")}
-        return {**counts, "destination_objects": proof["destination_objects"]}, proof["checked"]
+        listed, added, after = proof["counts"]["destination_listed"], proof["counts"]["added"], \
+            proof["destination_objects"]
+        # Not a second count: what the pass's listing showed, with what it added and deleted.
+        derived = f"after the pass: listed {listed:,} + added {added:,} - deleted {listed + added - after:,}"
+        return {**counts, "destination_objects": after, "derived": derived}, proof["checked"]
     if summary["command"] == "verify" and summary.get("counts"):
         return summary["counts"], summary.get("checked")
     return None
@@ -194,9 +198,10 @@ def _count_check(summary: dict[str, Any]) -> str:
     out = ["<h2 id=count-check>Object count (excluding _uploads)</h2>"]
     if summary.get("source"):
         same = counts["source_files"] == counts["destination_objects"]
+        verdict = _e(counts["derived"]) if "derived" in counts else ("match" if same else "MISMATCH")
         out.append(f'<table class="side"><tr><th>source files</th><th>destination objects</th></tr>'
                    f'<tr><td>{counts["source_files"]:,}</td><td>{counts["destination_objects"]:,}</td></tr></table>'
-                   f'<p class="{"match" if same else "mismatch"}">{"match" if same else "MISMATCH"}</p>')
+                   f'<p class="{"match" if same else "mismatch"}">{verdict}</p>')
     else:
         out.append(f'<table class="side"><tr><th>destination objects</th></tr>'
                    f'<tr><td>{counts["destination_objects"]:,}</td></tr></table>')
@@ -348,7 +353,7 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
                 same = counts["source_files"] == counts["destination_objects"]
                 out += ["| source files | destination objects | |", "|---:|---:|---|",
                         f"| {counts['source_files']:,} | {counts['destination_objects']:,} | "
-                        f"{'match' if same else 'MISMATCH'} |", ""]
+                        f"{counts.get('derived') or ('match' if same else 'MISMATCH')} |", ""]
             if checked:
                 out += [f"Checked: {checked_line(checked)}; registry semantics: "
                         f"{summary.get('deep') or 'not checked (no --deep)'}.", ""]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -71,7 +71,7 @@ class Proof(Protocol):
     def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome: ...
 
     def confirm(self, outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage,
-                options: SyncOptions, report: Report, doubts: Sequence[str]) -> bool:
+                options: SyncOptions, report: Report, doubts: Callable[[], list[str]]) -> bool:
         """True when proved; ``doubts``: why the pass cannot vouch for what it did (then nothing is)."""
 
 
@@ -235,9 +235,11 @@ def conclude(outcomes: Sequence[ShardOutcome], source: Storage, destination: Sto
             copier = Copier(source, destination, dry_run=options.dry_run, small_limit=options.small_limit)
             _delete_extras(outcomes, options, copier, report, lease)
         if proof is not None:
-            doubts = unclean_reasons(report, destination, token, lease)
-            if not proof.confirm(outcomes, source, destination, options, report,
-                                 doubts + ([report.delete_refusal] if report.delete_refusal else [])):
+            def doubts() -> list[str]:
+                refused = [report.delete_refusal] if report.delete_refusal else []
+                return unclean_reasons(report, destination, token, lease) + refused
+
+            if not proof.confirm(outcomes, source, destination, options, report, doubts):
                 unproved = "the proof failed"
     except BaseException:
         for part, _ in parts:

@@ -39,7 +39,6 @@ def test_the_final_pass_lists_repairs_and_proves_what_a_record_would_have_hidden
     assert proof["counts"]["written"] == 1 and proof["counts"]["extras"] == 2 and proof["counts"]["markers"] == 1
     assert proof["counts"]["compared"] == 0  # S3 lists MD5s: every link was compared by them
     assert proof["confirmed"] == 3  # the tag written and the two keys deleted, each looked at again
-    assert proof["counts"]["source_files"] == proof["destination_objects"]
     assert list_keys(s3, bucket)[f"{ROOT}/{TAG_LATEST}"] == Path(registry.root, TAG_LATEST).read_bytes()
     assert f"{ROOT}/{TAGS}" not in list_keys(s3, bucket)
     assert "state file written" in " ".join(summary["notes"])
@@ -158,6 +157,14 @@ def test_verify_with_a_dry_run_or_one_shard_is_refused(registry: SampleRegistry,
     assert not destination.exists() and not (tmp_path / "results").exists()
     assert json.loads(regmig("sync", registry.root, str(destination), "--verify", "--json").stdout)["proof"][
         "verdict"] == "proved"
+    # A directory lists no MD5: every link is read and compared by the pass, and again afterwards.
+    Path(destination, TAG_LATEST).write_bytes(Path(registry.root, TAG_320).read_bytes())
+    again = json.loads(regmig("sync", registry.root, str(destination), "--verify", "--into-populated-directory",
+                              "--json").stdout)
+    assert again["proof"]["verdict"] == "proved" and again["proof"]["counts"]["compared"] > 0
+    assert again["proof"]["confirmed"] == again["proof"]["counts"]["compared"] + again["proof"]["counts"]["written"]
+    assert again["outcomes"]["uploaded"]["count"] == 1
+    assert Path(destination, TAG_LATEST).read_bytes() == Path(registry.root, TAG_LATEST).read_bytes()
 
 
 def test_the_change_ticket_report_carries_the_proof(registry: SampleRegistry, tmp_path: Path) -> None:
@@ -169,4 +176,5 @@ def test_the_change_ticket_report_carries_the_proof(registry: SampleRegistry, tm
     text = page.read_text()
     assert text.startswith("# OK: sync --verify: everything copied, destination matches the source")
     files = proof["counts"]["source_files"]
-    assert f"| {files:,} | {files:,} | match |" in text and "Checked: 4 repositories" in text
+    assert f"| {files:,} | {proof['destination_objects']:,} | after the pass: listed {proof['counts']['destination_listed']:,}" \
+        f" + added {proof['counts']['added']:,} - deleted 0 |" in text and "Checked: 4 repositories" in text

@@ -65,7 +65,7 @@ class S3Storage(Storage):
             _redact_refreshes(credentials)
         # Every part of a multipart upload carries its Content-MD5, which the service checks.
         self.client.meta.events.register("before-call.s3.UploadPart", _part_md5)
-        # The hot calls (small PUTs, listings) take the lean path built from the client's pieces.
+        # The hot calls (small PUTs, listings, HEADs) take the lean path built from the client's pieces.
         usable = credentials and lean_path_usable(self.client)
         self._lean = LeanS3(self.client, credentials, bucket, transfer.max_attempts,
                             limiter.acquire if limiter else None) if usable else None
