@@ -25,7 +25,7 @@ from migrate.compare import content_matches
 from migrate.outcome import Outcome, Result
 from migrate.plan import Action
 from migrate.report import Report
-from migrate.shardsync import Candidates, ShardOutcome, ShardTask, sync_shard_elsewhere
+from migrate.shardsync import Candidates, ShardOutcome, ShardTask, Witness, sync_shard, sync_shard_elsewhere
 from migrate.storage.base import Entry, Storage
 from migrate.sync import SyncOptions
 from migrate.transfer import WorkerPool, attempt
@@ -108,9 +108,15 @@ class ShardProof:
 
 
 def prove_shard_elsewhere(source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
-    """A shard of the pass with its merge witnessed: here, in a worker process or on a Dask worker."""
+    """A shard of the pass with its merge witnessed, in a worker process or on a Dask worker."""
+    return _witnessed(sync_shard_elsewhere, source, destination, task, report)
+
+
+def _witnessed(run: Callable[[Storage, Storage, ShardTask, Report, Witness], ShardOutcome], source: Storage,
+               destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
+    """``run`` (a shard's sync) with a ``ShardProof`` seeing its merge; its counts and changes in the result."""
     witness = ShardProof()
-    outcome = sync_shard_elsewhere(source, destination, task, report, witness)
+    outcome = run(source, destination, task, report, witness)
     outcome.result.update(witness.result())
     return outcome
 
@@ -123,9 +129,8 @@ class PassProof:
         self.summary: dict[str, Any] = {"verdict": "not reached", "reasons": [], "confirmed": 0}
 
     def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome:
-        # The pass calibrated the destination's MD5s already: calibrating again is one read, and
-        # keeps one function for every runner.
-        return prove_shard_elsewhere(source, destination, task, report)
+        """A shard of the pass here, with the locations (their MD5s calibrated) the pass opened."""
+        return _witnessed(sync_shard, source, destination, task, report)
 
     def confirm(self, outcomes: Sequence[ShardOutcome], source: Storage, destination: Storage,
                 options: SyncOptions, report: Report, doubts: Callable[[], list[str]]) -> bool:

@@ -125,9 +125,10 @@ def proof_lines(proof: dict[str, Any]) -> list[str]:
     lines.append(f"  object count (excluding _uploads): source {counts['source_files']:,} files, destination "
                  f"{proof['destination_objects']:,} objects after the pass (listed {counts['destination_listed']:,}, "
                  f"added {counts['added']:,}, destination-only {counts['extras']:,})")
+    deleted = counts["destination_listed"] + counts["added"] - proof["destination_objects"]
     lines.append(f"  proved by the listing {counts['proved']:,}; looked at again after the pass "
                  f"{proof['confirmed']:,} (written {counts['written']:,}, compared {counts['compared']:,}, "
-                 f"deleted {counts['extras']:,}, of them zero-byte markers {counts['markers']:,})")
+                 f"deleted {deleted:,}, of the destination-only zero-byte markers {counts['markers']:,})")
     lines.append("  checked: " + checked_line(proof["checked"]))
     return lines
 

@@ -66,7 +66,7 @@ class SyncOptions:
 class Proof(Protocol):
     """A check that rides along a pass (``checks.proof``): it runs each shard, seeing every path of
     its merge, and once the deletes are done confirms what the pass changed, before the records go
-    in place (a failure it reports keeps them out)."""
+    in place (a proof that fails keeps them out)."""
 
     def shard(self, source: Storage, destination: Storage, task: ShardTask, report: Report) -> ShardOutcome: ...
 
