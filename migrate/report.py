@@ -284,6 +284,20 @@ class Report:
             detail = f": {redact.redact(result.message)}" if result.message else ""
             log.log(level, "%s (%s): %s%s", outcome.value, result.reason, result.path, detail)
 
+    def add_skipped(self, reason: str, count: int, size: int) -> None:
+        """``count`` skipped objects of one reason at once, ``size`` bytes in all: for a pass that
+        finds them one by one and counts them in bulk (see ``logs_each_skip``)."""
+        with self._lock:
+            tally = self.outcomes[Outcome.SKIPPED][reason]
+            tally.count += count
+            tally.bytes += size
+            self.results += count
+
+    @staticmethod
+    def logs_each_skip() -> bool:
+        """Whether each skipped object is logged (``-vv``): then each goes through ``add``."""
+        return log.isEnabledFor(_LOGGED.get(Outcome.SKIPPED, logging.DEBUG))
+
     def add_all(self, results: list[Result]) -> None:
         for result in results:
             self.add(result)

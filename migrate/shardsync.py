@@ -43,6 +43,8 @@ kept for the state record is then that of the very bytes sent, and the worker qu
 a few MiB of them."""
 LEFT_TO_GATHER = "left to gather"
 """The reason a ``--shard`` run gives its delete candidates: ``regmig gather`` deletes them (or not)."""
+SKIPS_AT_ONCE = 1000
+"""Skipped objects counted before the report hears of them: the progress display lags by no more."""
 LISTING_THREADS = 4
 """Threads listing a shard's part of an object-store destination (or source), each range split
 four times so the threads even out (bench/scale_bench.py, listing rows)."""
@@ -279,11 +281,12 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                                      registry_entries(shard_walk(destination, task.shard),
                                                       include_uploads=task.include_uploads,
                                                       skip_markers=False))
-    remember = writer.add if writer else (lambda entry: None)
+    remember: Callable[..., None] = writer.add if writer else _forget
     spool = task.delete or task.keep_candidates
     candidates = outcome.candidates = Candidates() if spool else None
     report.phase = "comparing" if task.dry_run else "copying"
     extras = outcome.extras
+    skips = _Skips(report)
     with WorkerPool(task.workers, report.add_all) as pool:
         by_path = _Batch(pool, copier.upload_batch, lambda item: item[1].size)  # read by the worker
         with_bytes = _Batch(pool, copier.put_batch, lambda item: len(item[1]))  # read here (see INLINE_READ)
@@ -294,33 +297,38 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
             action, reason = decide(path, src, dst)
             if witness is not None:
                 witness.see(path, action, src, dst)
-            inline = src is not None and source.is_local and src.size <= INLINE_READ and \
-                not tree.is_content_addressed(path)
-            if action is Action.UPLOAD:
+            if action is Action.SKIP:  # first: almost every object of a pass after the first
+                assert src is not None and dst is not None
+                # The record keeps the source's stamp where it vouches for the content: found equal
+                # to it (read after the stamp was taken), or the stamp the record already held.
+                compared = src.md5 is not None and src.md5 == dst.md5
+                remember(path, dst.size, dst.md5, src.stamp if compared or src.stamp == dst.stamp else None)
+                skips.add(path, src.size, reason.value)
+            elif action is Action.UPLOAD:
                 assert src is not None
                 report.planned(src.size)
                 if task.dry_run:  # nothing to do but count: no worker needed
                     report.add(copier.uploaded(reason.value, path, src.size))
-                elif inline:
+                elif _inline(source, path, src):
                     data, md5 = _read_here(copier, path, src, reason, report)
                     if data is not None:
-                        remember(Entry(path, len(data), md5, stamp=src.stamp))
+                        remember(path, len(data), md5, src.stamp)
                         with_bytes.add((path, data, reason.value))
                 else:
                     # Only content-addressed paths (equal size, equal content) get no MD5 here: any
                     # other path's listed MD5 may be older than the bytes the worker reads.
-                    remember(Entry(path, src.size))
+                    remember(path, src.size)
                     if src.size < task.small_limit:
                         by_path.add((path, src, reason.value))
                     else:
                         pool.submit(copier.upload, path, src, reason.value, covers=[(path, src.size)])
             elif action is Action.CHECK:
                 assert src is not None and dst is not None
-                if inline:
+                if _inline(source, path, src):
                     data, md5 = _read_here(copier, path, src, Reason.CONTENT, report)
                     if data is not None:
                         # Either found equal or replaced by these very bytes: the record's MD5 holds.
-                        remember(Entry(path, len(data), md5, stamp=src.stamp))
+                        remember(path, len(data), md5, src.stamp)
                         if dst.md5 is None:  # the destination lists no MD5: a worker reads and compares
                             against.add((path, data))
                         elif md5 == dst.md5:
@@ -328,16 +336,11 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                         else:
                             with_bytes.add((path, data, Reason.CONTENT.value))
                 else:
-                    remember(Entry(path, dst.size))  # the worker's verdict is not known here
+                    remember(path, dst.size)  # the worker's verdict is not known here
                     pool.submit(copier.check, path, dst, covers=[(path, dst.size)])
-            elif action is Action.SKIP:
-                assert src is not None and dst is not None
-                compared = src.md5 is not None and src.md5 == dst.md5
-                remember(_vouched(dst, src.stamp if compared or src.stamp == dst.stamp else None))
-                report.add(Result(Outcome.SKIPPED, path, src.size, reason.value))
             elif action is Action.KEEP:
                 assert dst is not None
-                remember(dst)
+                remember(path, dst.size, dst.md5, dst.stamp)
                 report.add(Result(Outcome.KEPT, path, dst.size, reason.value, listed=PathList.KEPT))
             elif action is Action.DELETE:
                 assert dst is not None
@@ -348,10 +351,11 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                     if not task.delete:  # a shard of an array job: gather decides, and counts the result then
                         report.add(Result(Outcome.NOT_DELETED, path, dst.size, LEFT_TO_GATHER))
                 else:
-                    remember(dst)
+                    remember(path, dst.size, dst.md5, dst.stamp)
                     report.add(Result(Outcome.NOT_DELETED, path, dst.size, "no --delete"))
         for batch in (by_path, with_bytes, against):
             batch.flush()
+        skips.flush()
         if task.shard.count == 1:
             report.listing_finished = True  # the totals are exact from here
         report.phase = "finishing"  # the walk is done; the workers finish what it handed them
@@ -374,10 +378,44 @@ def _unstamped(entries: Iterable[Entry]) -> Iterator[Entry]:
         yield dataclasses.replace(entry, stamp=None) if entry.stamp else entry
 
 
-def _vouched(dst: Entry, stamp: str | None) -> Entry:
-    """``dst`` for the state record, carrying the stamp of a source file whose content (read after
-    the stamp was taken) was found equal to it; None drops a stamp that no longer vouches."""
-    return dst if dst.stamp == stamp else Entry(dst.path, dst.size, dst.md5, dst.etag, stamp=stamp)
+def _inline(source: Storage, path: str, src: Entry) -> bool:
+    """A small local file other than a content-addressed link: read here, not by a worker."""
+    return source.is_local and src.size <= INLINE_READ and not tree.is_content_addressed(path)
+
+
+def _forget(path: str, size: int, md5: str | None = None, stamp: str | None = None) -> None:
+    """No record is written (a dry run, or none asked for)."""
+
+
+class _Skips:
+    """Skipped objects counted here and given to the report ``SKIPS_AT_ONCE`` at a time (a result
+    object and a locked count for each showed in a final pass's profile); one by one where each is
+    logged."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self._each = report.logs_each_skip()
+        self._tallies: dict[str, list[int]] = {}
+        self._held = 0
+
+    def add(self, path: str, size: int, reason: str) -> None:
+        if self._each:
+            self._report.add(Result(Outcome.SKIPPED, path, size, reason))
+            return
+        tally = self._tallies.get(reason)
+        if tally is None:
+            tally = self._tallies[reason] = [0, 0]
+        tally[0] += 1
+        tally[1] += size
+        self._held += 1
+        if self._held == SKIPS_AT_ONCE:
+            self.flush()
+
+    def flush(self) -> None:
+        for reason, (count, size) in self._tallies.items():
+            self._report.add_skipped(reason, count, size)
+        self._tallies.clear()
+        self._held = 0
 
 
 class _Batch:

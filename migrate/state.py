@@ -107,12 +107,14 @@ class StateWriter:
         self._out.write(json.dumps({"format": FORMAT, **ident, "generation": generation,
                                     "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
-    def add(self, entry: Entry) -> None:
-        if "\t" in entry.path or "\n" in entry.path:
+    def add(self, path: str, size: int, md5: str | None = None, stamp: str | None = None) -> None:
+        """One entry's line (its fields, not an ``Entry``: a pass records one per object, most of
+        them as the listing gave them with the walk's stamp)."""
+        if "\t" in path or "\n" in path:
             self.usable = False  # such a key cannot be recorded on a line: the next pass lists instead
             return
-        stamp = f"\t{entry.stamp}" if entry.stamp and entry.md5 else ""
-        self._out.write(f"{entry.path}\t{entry.size}\t{entry.md5 or '-'}{stamp}\n")
+        stamped = f"\t{stamp}" if stamp and md5 else ""
+        self._out.write(f"{path}\t{size}\t{md5 or '-'}{stamped}\n")
         self.count += 1
 
     def commit(self, source_files: int) -> None:

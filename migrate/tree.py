@@ -68,7 +68,7 @@ def classify(path: str) -> PathInfo:
         return PathInfo(Kind.MARKER, repository=_marker_repository(path))
     if path.startswith(REGMIG):
         return PathInfo(Kind.REGMIG)
-    if _TMP_DEBRIS.search(path):
+    if path.endswith(".tmp") and _TMP_DEBRIS.search(path):
         return PathInfo(Kind.TMP_DEBRIS)
     if path == SCHEDULER_STATE:
         return PathInfo(Kind.SCHEDULER_STATE)
@@ -77,7 +77,7 @@ def classify(path: str) -> PathInfo:
     if path.startswith(BLOBS):
         return _classify_blob(path[len(BLOBS) :].split("/"))
     if path.startswith(REPOSITORIES):
-        return _classify_repository_path(path[len(REPOSITORIES) :].split("/"))
+        return _classify_repository_path(path[len(REPOSITORIES) :])
     return PathInfo(Kind.UNKNOWN)
 
 
@@ -88,16 +88,19 @@ def _classify_blob(parts: list[str]) -> PathInfo:
     return PathInfo(Kind.UNKNOWN)
 
 
-def _split_repository(parts: list[str]) -> tuple[str, list[str]] | None:
-    """Split at the first '_'-component: no repository name component starts with '_'."""
-    for i, part in enumerate(parts):
-        if part.startswith("_"):
-            return ("/".join(parts[:i]), parts[i:]) if i else None
-    return None
+def _split_repository(rest: str) -> tuple[str, list[str]] | None:
+    """Split a path below ``repositories/`` at its first '_'-component (no repository name
+    component starts with '_'): the name, and the components from there."""
+    if rest.startswith("_"):
+        return None
+    cut = rest.find("/_")
+    if cut < 0:
+        return None
+    return rest[:cut], rest[cut + 1 :].split("/")
 
 
-def _classify_repository_path(parts: list[str]) -> PathInfo:
-    split = _split_repository(parts)
+def _classify_repository_path(rest: str) -> PathInfo:
+    split = _split_repository(rest)
     if split is None:
         return PathInfo(Kind.UNKNOWN)
     repo, rest = split
@@ -130,11 +133,11 @@ def _classify_manifest_path(repo: str, rest: list[str]) -> PathInfo:
 def _marker_repository(path: str) -> str | None:
     if not path.startswith(REPOSITORIES):
         return None
-    parts = path[len(REPOSITORIES) :].rstrip("/").split("/")
-    split = _split_repository(parts)
+    rest = path[len(REPOSITORIES) :].rstrip("/")
+    split = _split_repository(rest)
     if split:
         return split[0]
-    return "/".join(parts) or None
+    return rest or None
 
 
 def is_excluded(path: str, include_uploads: bool = False) -> bool:

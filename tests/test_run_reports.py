@@ -165,3 +165,24 @@ def test_sigterm_and_sigkill_are_told_in_the_log(moto_endpoint, tmp_path) -> Non
     assert len(told) == 1 and f"(pid {run.pid}): regmig sync" in told[0] and "was killed" in told[0]
     assert not os.path.exists(f"{log}.run-{run.pid}")
     assert lines[-1].endswith("run ended: done, OK (exit 0)")
+
+
+def test_skipped_objects_are_counted_in_bulk_and_logged_one_by_one_with_vv(registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pass after the first counts its unchanged objects a thousand at a time; with -vv each is
+    still in the log, and the counts are the same either way."""
+    copy = str(tmp_path / "copy")
+    assert regmig("sync", registry.root, copy).exit_code == 0
+    files = sorted(path.relative_to(registry.root).as_posix() for path in Path(registry.root).rglob("*") if path.is_file())
+    counts = []
+    for flags, log in (([], tmp_path / "quiet.log"), (["-vv"], tmp_path / "debug.log")):
+        again = regmig("sync", registry.root, copy, "--into-populated-directory", "--json", "--log-file", str(log),
+                       *flags)
+        assert again.exit_code == 0, again.stderr
+        skipped = json.loads(again.stdout)["outcomes"]["skipped"]
+        counts.append(skipped)
+        logged = [line.rsplit(": ", 1)[1] for line in log.read_text().splitlines() if "skipped (" in line]
+        if flags:
+            assert len(logged) == skipped["count"] > 40 and set(logged) <= set(files), (len(logged), skipped)
+        else:
+            assert logged == []
+    assert counts[0] == counts[1]

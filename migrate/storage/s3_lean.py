@@ -22,7 +22,6 @@ import os
 import ssl
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit
@@ -44,8 +43,8 @@ from botocore.retries.standard import (
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from migrate.errors import BadInput, StorageError
+from migrate.storage.s3_listing import Page, parse_page
 
-_LISTING = "ListBucketResult"
 _NO_HEADERS = HTTPHeaders()  # for answers whose headers nothing reads (only read, never written)
 
 
@@ -105,17 +104,14 @@ class LeanS3:
         token: str | None = None
         pages = 0
         while True:
-            root, ns = self._page(prefix, token, start_after=start_after)
+            page = self._page(prefix, token, start_after=start_after)
             pages += 1
-            # Keys are URL-encoded only when the answer says so; a service may ignore encoding-type.
-            decode = decode_key if root.findtext(f"{ns}EncodingType") == "url" else str
-            key, size, etag, modified = f"{ns}Key", f"{ns}Size", f"{ns}ETag", f"{ns}LastModified"
-            for item in root.iter(f"{ns}Contents"):
-                yield (decode(item.findtext(key) or ""), int(item.findtext(size) or 0), item.findtext(etag),
-                       item.findtext(modified))
-            if root.findtext(f"{ns}IsTruncated") != "true":
+            decode = decode_key if page.url_encoded else str
+            for key, size, etag, modified in page.rows:
+                yield decode(key), size, etag, modified
+            if not page.truncated:
                 return
-            following = root.findtext(f"{ns}NextContinuationToken")
+            following = page.next_token
             if not following or following == token:
                 # Ending here would pass a partial listing off as the whole (and feed deletes).
                 problem = "no continuation token" if not following else "the same continuation token again"
@@ -129,8 +125,8 @@ class LeanS3:
         self._page(prefix, None, max_keys=1)
 
     def _page(self, prefix: str, token: str | None, max_keys: int | None = None,
-              start_after: str | None = None) -> tuple[ElementTree.Element, str]:
-        """One ListObjectsV2 page, checked to be one: its root element and XML namespace."""
+              start_after: str | None = None) -> Page:
+        """One ListObjectsV2 page, checked to be one."""
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token:
             query["continuation-token"] = token
@@ -139,13 +135,7 @@ class LeanS3:
         if max_keys is not None:
             query["max-keys"] = str(max_keys)
         body, _ = self._call("GET", f"{self._bucket_url}?{urlencode(query, quote_via=quote)}", b"", {}, "ListObjectsV2")
-        try:
-            root = ElementTree.fromstring(body)
-        except ElementTree.ParseError as exc:
-            raise ResponseParserError(f"the listing is not XML: {exc}") from None
-        if not root.tag.endswith(_LISTING):
-            raise ResponseParserError(f"the listing's root element is {root.tag!r}, not {_LISTING}")
-        return root, root.tag[: -len(_LISTING)]
+        return parse_page(body)
 
     def _call(self, method: str, url: str, body: bytes, headers: dict[str, str],
               operation: str) -> tuple[bytes, HTTPHeaders]:
