@@ -58,6 +58,8 @@ class _Shards:
     def __init__(self) -> None:
         self.expected = 0
         self.live: dict[int, Tick] = {}
+        self.absorbed: set[int] = set()
+        """Shards whose exact results are in: a tick of theirs still on its way is stale."""
         self._done = 0
         self._examined = 0
         self._planned = 0
@@ -217,6 +219,8 @@ class Report:
         """How far a shard running elsewhere has got (its counters so far), for the progress display:
         counted until ``absorb`` replaces them with the shard's exact results."""
         with self._lock:
+            if shard in self._shards.absorbed:
+                return  # sent before the shard's result, arrived after it (the ticks take another pipe)
             before = self._shards.live.get(shard, Tick())
             self._shards.live[shard] = tick
             self.examined += tick.examined - before.examined
@@ -259,6 +263,7 @@ class Report:
                 paths.items.extend(listed["items"][:max(MAX_LISTED - len(paths.items), 0)])
             self.notes.extend(note for note in state["notes"] if note not in self.notes)
             if shard is not None:
+                self._shards.absorbed.add(shard)
                 self._shards.finished(state["examined"], state["planned_bytes"])
 
     def add(self, result: Result) -> None:

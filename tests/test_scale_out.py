@@ -25,6 +25,8 @@ from cli_runner import regmig
 from conftest import list_keys, local_files, new_bucket
 from faultproxy import FaultProxy, Faults
 from migrate import shards, tree
+from migrate.outcome import Outcome, Result
+from migrate.report import Report
 from migrate.sample import demo_registry
 from migrate.storage.ranges import KeyRange, just_below
 from servers import free_port, stop
@@ -257,3 +259,21 @@ def test_one_shards_failed_walk_refuses_every_delete(rgw_endpoint: str, tmp_path
     assert "deleted" not in report["outcomes"]
     kept = list_keys(s3, bucket, "registry/")
     assert all(key in kept for key in extras)
+
+
+def test_a_tick_that_arrives_after_its_shards_result_is_not_counted_again() -> None:
+    """A worker's last progress tick and its shard's result travel on different pipes: the tick
+    can land after the result. Counted again, the pass's totals exceeded what it examined (a
+    4-process sync under valgrind ended INCOMPLETE with every object copied)."""
+    shard = Report()
+    for index in range(3):
+        shard.examined_one(f"docker/registry/v2/blobs/sha256/0{index}/x/data")
+        shard.add(Result(Outcome.UPLOADED, f"p{index}", 10, "new"))
+    late = shard.snapshot()
+    whole = Report()
+    whole.expect_shards(1)
+    whole.tick(0, late)
+    assert (whole.examined, whole.results) == (3, 3)  # the tick counts while the shard runs
+    whole.absorb(shard.state(), shard=0)
+    whole.tick(0, late)
+    assert (whole.examined, whole.results, whole.done_bytes) == (3, 3, 30)
