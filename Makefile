@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test-deps test demo bench bench-window docs clean
+.PHONY: install test-deps test demo bench bench-window bench-instructions docs clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +40,12 @@ SIZES ?= 100000,300000,1000000
 bench-window: test-deps
 	bash bench/install-peers.sh
 	$(BIN)/python bench/window_bench.py --server $(SERVER) --sizes $(SIZES)
+
+# regmig's client work per object in instructions (valgrind's callgrind) at 1, 2 and 4 processes:
+# what two cores shared with the server do not inflate. About 12 minutes here.
+bench-instructions: test-deps
+	bash bench/install-peers.sh
+	$(BIN)/python bench/scale_instructions.py --again 4:8000
 
 docs: install
 	$(BIN)/python -m migrate.clidoc > docs/cli.md
