@@ -139,8 +139,8 @@ def row(run_: Run) -> str:
 def marginal(runs: dict[tuple[int, int], Run], low: int, high: int) -> list[str]:
     """Per N: instructions per added object (the slope between the sizes), against 1 process's,
     and what a run pays once (the intercept)."""
-    slopes = {n: (runs[n, high].instructions - runs[n, low].instructions) / (runs[n, high].objects - runs[n, low].objects)
-              for n, size in runs if size == low}
+    slopes = {n: (runs[n, high].instructions - runs[n, low].instructions)
+              / (runs[n, high].objects - runs[n, low].objects) for n, size in runs if size == low}
     head = f"{'N':>2} {'marginal Ir/object':>18} {'vs 1p':>6} {'fixed Ir':>16}  limit {CPU_GROWTH_LIMIT:.2f}x"
     lines = [head, "-" * len(head)]
     for n, slope in sorted(slopes.items()):

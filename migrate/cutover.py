@@ -48,6 +48,9 @@ class AreaReport(Report):
             tally.count += 1
             tally.bytes += result.size
 
+    def counts_each_skip(self) -> bool:
+        return True  # its areas count every path
+
     def state(self) -> dict[str, Any]:
         counted = super().state()
         with self._lock:

@@ -291,16 +291,16 @@ class Report:
 
     def add_skipped(self, reason: str, count: int, size: int) -> None:
         """``count`` skipped objects of one reason at once, ``size`` bytes in all: for a pass that
-        finds them one by one and counts them in bulk (see ``logs_each_skip``)."""
+        finds them one by one and counts them in bulk (see ``counts_each_skip``)."""
         with self._lock:
             tally = self.outcomes[Outcome.SKIPPED][reason]
             tally.count += count
             tally.bytes += size
             self.results += count
 
-    @staticmethod
-    def logs_each_skip() -> bool:
-        """Whether each skipped object is logged (``-vv``): then each goes through ``add``."""
+    def counts_each_skip(self) -> bool:
+        """Whether each skipped object must go through ``add``: each is logged (``-vv``), or a
+        report that tallies by path overrides this."""
         return log.isEnabledFor(_LOGGED.get(Outcome.SKIPPED, logging.DEBUG))
 
     def add_all(self, results: list[Result]) -> None:

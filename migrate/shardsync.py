@@ -281,13 +281,12 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                                      registry_entries(shard_walk(destination, task.shard),
                                                       include_uploads=task.include_uploads,
                                                       skip_markers=False))
-    remember: Callable[..., None] = writer.add if writer else _forget
+    remember: Callable[[str, int, str | None, str | None], None] = writer.add if writer else _forget
     spool = task.delete or task.keep_candidates
     candidates = outcome.candidates = Candidates() if spool else None
     report.phase = "comparing" if task.dry_run else "copying"
     extras = outcome.extras
-    skips = _Skips(report)
-    with WorkerPool(task.workers, report.add_all) as pool:
+    with WorkerPool(task.workers, report.add_all) as pool, _Skips(report) as skips:
         by_path = _Batch(pool, copier.upload_batch, lambda item: item[1].size)  # read by the worker
         with_bytes = _Batch(pool, copier.put_batch, lambda item: len(item[1]))  # read here (see INLINE_READ)
         against = _Batch(pool, copier.compare_batch, lambda item: len(item[1]))  # read here, compared there
@@ -317,7 +316,7 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                 else:
                     # Only content-addressed paths (equal size, equal content) get no MD5 here: any
                     # other path's listed MD5 may be older than the bytes the worker reads.
-                    remember(path, src.size)
+                    remember(path, src.size, None, None)
                     if src.size < task.small_limit:
                         by_path.add((path, src, reason.value))
                     else:
@@ -336,7 +335,7 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                         else:
                             with_bytes.add((path, data, Reason.CONTENT.value))
                 else:
-                    remember(path, dst.size)  # the worker's verdict is not known here
+                    remember(path, dst.size, None, None)  # the worker's verdict is not known here
                     pool.submit(copier.check, path, dst, covers=[(path, dst.size)])
             elif action is Action.KEEP:
                 assert dst is not None
@@ -355,7 +354,6 @@ def _merge(source: Storage, destination: Storage, task: ShardTask, report: Repor
                     report.add(Result(Outcome.NOT_DELETED, path, dst.size, "no --delete"))
         for batch in (by_path, with_bytes, against):
             batch.flush()
-        skips.flush()
         if task.shard.count == 1:
             report.listing_finished = True  # the totals are exact from here
         report.phase = "finishing"  # the walk is done; the workers finish what it handed them
@@ -383,20 +381,26 @@ def _inline(source: Storage, path: str, src: Entry) -> bool:
     return source.is_local and src.size <= INLINE_READ and not tree.is_content_addressed(path)
 
 
-def _forget(path: str, size: int, md5: str | None = None, stamp: str | None = None) -> None:
+def _forget(path: str, size: int, md5: str | None, stamp: str | None) -> None:
     """No record is written (a dry run, or none asked for)."""
 
 
 class _Skips:
     """Skipped objects counted here and given to the report ``SKIPS_AT_ONCE`` at a time (a result
-    object and a locked count for each showed in a final pass's profile); one by one where each is
-    logged."""
+    object and a locked count for each showed in a final pass's profile), and all that are held
+    when the comparison ends, however it ends; one by one where the report counts each."""
 
     def __init__(self, report: Report) -> None:
         self._report = report
-        self._each = report.logs_each_skip()
+        self._each = report.counts_each_skip()
         self._tallies: dict[str, list[int]] = {}
         self._held = 0
+
+    def __enter__(self) -> _Skips:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.flush()
 
     def add(self, path: str, size: int, reason: str) -> None:
         if self._each:

@@ -32,6 +32,7 @@ def test_plan_counts_per_area_flags_and_estimates(registry, s3, bucket, s3_endpo
     assert regmig("sync", registry.root, url, "--endpoint-url", s3_endpoint).exit_code == 0
     again = regmig("plan", registry.root, url, "--endpoint-url", s3_endpoint, "--json", "--no-probe").json()
     assert "would upload" not in again["outcomes"] and "read_only_window_seconds" not in again["estimate"]
+    assert again["areas"]["blobs"]["skipped"]["count"] == len(blobs)  # skips are counted per area too
 
     source = tmp_path / "config.yml"
     source.write_text(json.dumps({"storage": {"filesystem": {"rootdirectory": registry.root},

@@ -18,13 +18,17 @@ HEAD = '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3
 ETAG = "&quot;0123456789abcdef0123456789abcdef&quot;"
 
 
-def contents(key: str, size: int = 71, etag: str = ETAG, order: tuple[str, ...] = ("Key", "LastModified", "ETag", "Size"),
+FIELDS = ("Key", "LastModified", "ETag", "Size")
+
+
+def contents(key: str, size: int = 71, etag: str = ETAG, order: tuple[str, ...] = FIELDS,
              extra: str = "<StorageClass>STANDARD</StorageClass>") -> str:
     fields = {"Key": key, "LastModified": "2026-12-07T00:00:00.000Z", "ETag": etag, "Size": str(size)}
     return "<Contents>" + "".join(f"<{name}>{fields[name]}</{name}>" for name in order) + extra + "</Contents>"
 
 
-def page(*items: str, truncated: bool = False, token: str | None = None, counted: bool = True, head: str = HEAD, tail: str = "</ListBucketResult>") -> bytes:
+def page(*items: str, truncated: bool = False, token: str | None = None, counted: bool = True, head: str = HEAD,
+         tail: str = "</ListBucketResult>") -> bytes:
     """``counted``: with a KeyCount (a service may leave it out)."""
     more = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
     return (f"{head}<Name>b</Name><Prefix></Prefix>{f'<KeyCount>{len(items)}</KeyCount>' if counted else ''}"
@@ -59,8 +63,8 @@ def test_a_page_is_read_plainly_with_the_rows_the_xml_parser_gives(monkeypatch: 
 
 
 def test_an_indented_page_and_checksum_elements_are_read_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
-    item = contents("k").replace("><", ">\n  <").replace("<Size>", "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
-                                                                    "\n  <ChecksumType>FULL_OBJECT</ChecksumType><Size>")
+    checksums = "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>\n  <ChecksumType>FULL_OBJECT</ChecksumType><Size>"
+    item = contents("k").replace("><", ">\n  <").replace("<Size>", checksums)
     body = page(item, item.replace("<Key>k<", "<Key>l<"))
     assert read_plainly(body, monkeypatch) == s3_listing._parse_xml(body)
 
@@ -72,12 +76,26 @@ def test_an_indented_page_and_checksum_elements_are_read_plainly(monkeypatch: py
     page(contents("a"), contents("<![CDATA[b]]>")),
     page(contents("a"), contents("b")).replace(b"<Contents>", b'<Contents id="1">', 1),
     PREFIXED,
-], ids=["another-order", "a-field-missing", "a-field-missing-counted", "cdata", "attribute", "prefixed"])
+    (HEAD.replace("<ListBucketResult ", '<ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" ')
+     + "<s3:IsTruncated>true</s3:IsTruncated><NextContinuationToken>t</NextContinuationToken>"
+     + contents("a") + contents("b").replace("Contents>", "s3:Contents>") + "</ListBucketResult>").encode(),
+    page(contents("a&#x7f;b"), contents("b&#128;"), contents("c&#x85;")),
+    page(contents("a"), "<!-- " + contents("b") + " -->"),
+    page(contents("a\r\nb"), contents("b")),
+    page(contents("a\xe9"), contents("b")).replace(b"UTF-8", b"ISO-8859-1"),  # valid UTF-8, read as Latin-1
+], ids=["another-order", "a-field-missing", "a-field-missing-counted", "cdata", "attribute", "prefixed",
+        "prefixed-children", "character-references", "comment", "carriage-return", "latin-1"])
 def test_a_page_the_expressions_cannot_cover_is_parsed_as_xml(body: bytes) -> None:
     parsed = parse_page(body)
-    assert parsed == s3_listing._parse_xml(body)
-    assert [row[0] for row in parsed.rows][:1] == ["a"]
-    assert len(parsed.rows) == body.count(b"</Contents>") + body.count(b"</s3:Contents>")
+    assert parsed == s3_listing._parse_xml(body) and parsed.rows
+
+
+@pytest.mark.parametrize("body", [page(contents("a&#x01;b")), page(contents("a&nbsp;b")),
+                                  page(contents("a")).replace(b"<Key>a", b"<Key>a\xff")],
+                         ids=["control-character", "html-entity", "not-utf-8"])
+def test_what_xml_refuses_is_refused(body: bytes) -> None:
+    with pytest.raises(ResponseParserError, match="not XML"):
+        parse_page(body)
 
 
 def test_a_page_that_is_not_a_listing_is_an_error() -> None:
@@ -90,7 +108,7 @@ def test_a_page_that_is_not_a_listing_is_an_error() -> None:
         parse_page(versions)
 
 
-def test_the_pages_s3_services_send_are_read_plainly(s3, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_pages_s3_services_send_are_read_plainly(s3, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """RGW's compact pages and moto's indented ones: the fast reading is the one they get."""
     bucket = f"listing-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)

@@ -1,13 +1,14 @@
 """One ListObjectsV2 page, parsed: the destination listing is the pass's largest per-object cost
-on the client after the walk (a tenth of a million pages for ten million objects).
+on the client after the walk (ten thousand pages for ten million objects).
 
 Building an element tree for a page cost more CPU than everything else done with its entries
 (each object's ``Contents`` holds six to nine elements). The services regmig lists (AWS, Ceph RGW,
 MinIO, moto) write each ``Contents`` as Key, LastModified, ETag, (checksum elements,) Size, and the
 fields a pass needs are read with one regular expression per page. That reading is trusted only
-where it accounts for the whole page: an unprefixed ``ListBucketResult`` root and as many matches
-as ``<Contents`` openings. Any other page (another order, CDATA, namespace prefixes, a missing
-field) is parsed as XML.
+where it accounts for the whole page as XML would read it: UTF-8 (declared so, or not declared),
+an unprefixed ``ListBucketResult`` root, no prefixed element anywhere, no comment, CDATA or
+carriage return, no entity but XML's five, and as many matches as ``<Contents`` openings. Any
+other page (another order, a missing field, a character reference) is parsed as XML.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from html import unescape
 
 from botocore.parsers import ResponseParserError
 
@@ -24,7 +24,12 @@ LISTING = "ListBucketResult"
 Row = tuple[str, int, str | None, str | None]
 """(key as listed, size, ETag as listed, LastModified as listed)."""
 
-_ROOT = re.compile(r"\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\s>]")
+_ROOT = re.compile(r"\s*(?:<\?xml(?P<declared>[^>]*)\?>\s*)?<ListBucketResult[\s>]")
+_UTF8 = re.compile(r"""encoding\s*=\s*["']utf-?8["']""", re.IGNORECASE)
+_PREFIXED = re.compile(r":(?:Contents|Key|LastModified|ETag|Size|IsTruncated|NextContinuationToken|EncodingType)[\s>]")
+"""A field read here in a prefixed element (``<s3:Contents>``): the expressions would not see it."""
+_REFERENCE = re.compile(r"&(?!(?:lt|gt|amp|quot|apos);)")
+"""A character reference or another entity: XML's decoding rules, not ours."""
 _CONTENTS = re.compile(
     r"<Contents>\s*<Key>([^<]*)</Key>\s*<LastModified>([^<]*)</LastModified>\s*<ETag>([^<]*)</ETag>\s*"
     r"(?:<Checksum[A-Za-z]*>[^<]*</Checksum[A-Za-z]*>\s*)*<Size>(\d+)</Size>")
@@ -43,15 +48,24 @@ class Page:
 
 def parse_page(body: bytes) -> Page:
     """A page's rows in the service's order, its continuation and encoding."""
-    text = body.decode("utf-8", "surrogateescape")
-    page = _read_plainly(text)
+    try:
+        page = _read_plainly(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        page = None
     return page if page is not None else _parse_xml(body)
 
 
 def _read_plainly(text: str) -> Page | None:
     """The page read with regular expressions, or None where that cannot be shown to cover it."""
-    if _ROOT.match(text) is None or not text.rstrip().endswith(f"</{LISTING}>"):
+    root = _ROOT.match(text)
+    if root is None or not text.rstrip().endswith(f"</{LISTING}>"):
         return None
+    declared = root.group("declared")
+    if declared and "encoding" in declared and not _UTF8.search(declared):
+        return None
+    if "<!" in text or "\r" in text or text.find("<?", root.end()) >= 0 or _PREFIXED.search(text) \
+            or _REFERENCE.search(text):
+        return None  # comments, CDATA, a carriage return (XML reads a newline): XML's to read
     matches = _CONTENTS.findall(text)
     if len(matches) != text.count("<Contents"):
         return None
@@ -67,12 +81,13 @@ def _field(text: str, name: str) -> str | None:
 
 
 def _text(raw: str) -> str:
-    """Element text as XML gives it: entities and character references replaced (an ETag's
-    quotes, the one entity on almost every row, without the general replacement)."""
+    """Element text as XML gives it: XML's five entities replaced (the page holds no other)."""
     if "&" not in raw:
         return raw
-    quoted = raw.replace("&quot;", '"')
-    return quoted if "&" not in quoted else unescape(raw)
+    quoted = raw.replace("&quot;", '"')  # an ETag's quotes: the one entity on almost every row
+    if "&" not in quoted:
+        return quoted
+    return quoted.replace("&lt;", "<").replace("&gt;", ">").replace("&apos;", "'").replace("&amp;", "&")
 
 
 def _parse_xml(body: bytes) -> Page:
