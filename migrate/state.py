@@ -107,7 +107,7 @@ class StateWriter:
         self._out.write(json.dumps({"format": FORMAT, **ident, "generation": generation,
                                     "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
 
-    def add(self, path: str, size: int, md5: str | None = None, stamp: str | None = None) -> None:
+    def add(self, path: str, size: int, md5: str | None, stamp: str | None) -> None:
         """One entry's line (its fields, not an ``Entry``: a pass records one per object, most of
         them as the listing gave them with the walk's stamp)."""
         if "\t" in path or "\n" in path:

@@ -65,7 +65,7 @@ def _read_plainly(text: str) -> Page | None:
         return None
     if "<!" in text or "\r" in text or text.find("<?", root.end()) >= 0 or _PREFIXED.search(text) \
             or _REFERENCE.search(text):
-        return None  # comments, CDATA, a carriage return (XML reads a newline): XML's to read
+        return None  # see _PREFIXED, _REFERENCE; and comments, CDATA, a carriage return (XML reads a newline)
     matches = _CONTENTS.findall(text)
     if len(matches) != text.count("<Contents"):
         return None
