@@ -37,9 +37,10 @@ bench: test-deps
 # The read-only window (final pass + proof) against the documented recipe at three tree sizes:
 # about 80 minutes here, most of it filling the bucket with a million objects.
 SIZES ?= 100000,300000,1000000
+CACHE ?= as-left
 bench-window: test-deps
 	bash bench/install-peers.sh
-	$(BIN)/python bench/window_bench.py --server $(SERVER) --sizes $(SIZES)
+	$(BIN)/python bench/window_bench.py --server $(SERVER) --sizes $(SIZES) --cache $(CACHE)
 
 # regmig's client work per object in instructions (valgrind's callgrind) at 1, 2 and 4 processes:
 # what two cores shared with the server do not inflate. About 12 minutes here.

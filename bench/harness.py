@@ -49,6 +49,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def drop_caches() -> None:
+    """The page cache, dentries and inodes dropped (root only): the next walk reads the disk."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
 def process_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

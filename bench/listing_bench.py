@@ -36,7 +36,7 @@ from migrate import tree  # noqa: E402
 from migrate.shards import WHOLE, shard_of  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import HERE, Row, S3Server, measure, record, regmig_binary, table  # noqa: E402
+from harness import HERE, Row, S3Server, drop_caches, measure, record, regmig_binary, table  # noqa: E402
 
 # Debian's packaging prefixes, taken off so names start as the projects' own do.
 _PACKAGING = re.compile(r"^(lib|python3?-|golang-(github-com-)?|node-|ruby-|r-cran-|php-|perl-|fonts-|gir1\.2-)")
@@ -95,11 +95,6 @@ def balance(root: Path, count: int = 8) -> str:
             per[shard_of(f"{rel}/{name}", count).index] += 1
     mean = sum(per) / count
     return f"keys per shard of {count}: {per} (largest {max(per) / mean:.2f}x the mean, smallest {min(per) / mean:.2f}x)"
-
-
-def drop_caches() -> None:
-    subprocess.run(["sync"], check=True)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def child(argv: list[str]) -> int:

@@ -21,6 +21,12 @@ repository, 0.5% are deleted, and new images add 1% of the objects. Timed:
 - regmig's window as one pass: the same change made again (``redo``), then ``sync --state
   --delete --verify``, the final pass proving what it leaves.
 
+With ``--cache cold`` the page cache is dropped before every timed phase, regmig's and the
+recipe's alike (root only): each starts from the disk, as on a registry host whose tree no
+longer fits in memory beside everything else, and no phase inherits what the one before it read
+or what the machine reclaimed meanwhile. Without it each phase meets the cache as the phases
+before it left it.
+
 Fairness: populating a bucket costs about 35 minutes per million objects here, so it is done
 once per size and shared. regmig's final pass applies the change to the bucket; the recipe's
 then applies the change undone (moved tags moved back, deleted tags restored, new images
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -47,7 +54,7 @@ from migrate import tree as layout  # noqa: E402
 from migrate.sample import SampleRegistry, random_bytes, valid_registry  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import HERE, Row, S3Server, measure, record, regmig_binary, table  # noqa: E402
+from harness import HERE, Row, S3Server, drop_caches, measure, record, regmig_binary, table  # noqa: E402
 
 BUCKET = "bench"
 
@@ -145,7 +152,7 @@ def shell(command: str) -> list[str]:
     return ["bash", "-o", "pipefail", "-c", command]
 
 
-def run_size(size: int, work: Path, rows: list[Row], deep_alone: bool) -> None:
+def run_size(size: int, work: Path, rows: list[Row], deep_alone: bool, cold: bool) -> None:
     tree = work / f"tree-{size}"
     shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
@@ -158,30 +165,33 @@ def run_size(size: int, work: Path, rows: list[Row], deep_alone: bool) -> None:
         for phase in ("populate", "online"):  # untimed for the targets; printed for the record
             record(rows, measure("regmig", phase, regmig(tree, endpoint, "sync", "--state", str(state)), env, server,
                                  objects))
+
+        def timed(tool: str, phase: str, argv: list[str], count: int) -> None:
+            if cold:
+                drop_caches()
+            record(rows, measure(tool, phase, argv, env, server, count))
+
         change = change_tree(tree, objects)
         after = objects - len(change.deleted) + len(change.created)
         print(f"change: {len(change.moved):,} tags moved, {len(change.deleted):,} tag files deleted, "
               f"{len(change.created):,} files new", flush=True)
-        record(rows, measure("regmig", "final", regmig(tree, endpoint, "sync", "--state", str(state), "--delete",
-                                                      "--max-delete", "-1"), env, server, after))
-        record(rows, measure("regmig", "verify", regmig(tree, endpoint, "verify"), env, server, after))
-        record(rows, measure("regmig", "deep", regmig(tree, endpoint, "verify", "--deep"), env, server, after))
+        timed("regmig", "final", regmig(tree, endpoint, "sync", "--state", str(state), "--delete", "--max-delete",
+                                        "-1"), after)
+        timed("regmig", "verify", regmig(tree, endpoint, "verify"), after)
+        timed("regmig", "deep", regmig(tree, endpoint, "verify", "--deep"), after)
         alone = [regmig_binary(), "verify", f"s3://{BUCKET}", "--endpoint-url", endpoint, "--no-progress"]
-        record(rows, measure("regmig", "listing", alone, env, server, after))
+        timed("regmig", "listing", alone, after)
         if deep_alone:
-            record(rows, measure("regmig", "deep-alone", [*alone, "--deep"], env, server, after))
+            timed("regmig", "deep-alone", [*alone, "--deep"], after)
         undo(change)
         aws = f"/usr/bin/aws --endpoint-url {endpoint}"
-        record(rows, measure("recipe", "final", shell(f"{aws} s3 sync --delete --only-show-errors --no-progress "
-                                                      f"{tree} s3://{BUCKET}"), env, server, objects))
-        record(rows, measure("recipe", "find", shell(f"find {tree} -type f | grep -v _uploads | wc -l"), env, server,
-                             objects))
-        record(rows, measure("recipe", "ls", shell(f"{aws} s3 ls --recursive s3://{BUCKET} | grep -v _uploads | wc -l"),
-                             env, server, objects))
+        timed("recipe", "final", shell(f"{aws} s3 sync --delete --only-show-errors --no-progress {tree} "
+                                       f"s3://{BUCKET}"), objects)
+        timed("recipe", "find", shell(f"find {tree} -type f | grep -v _uploads | wc -l"), objects)
+        timed("recipe", "ls", shell(f"{aws} s3 ls --recursive s3://{BUCKET} | grep -v _uploads | wc -l"), objects)
         redo(change)  # the same change once more, for the window as one pass that proves what it leaves
-        record(rows, measure("regmig", "final+proof", regmig(tree, endpoint, "sync", "--state", str(state),
-                                                            "--delete", "--max-delete", "-1", "--verify"),
-                             env, server, after))
+        timed("regmig", "final+proof", regmig(tree, endpoint, "sync", "--state", str(state), "--delete",
+                                              "--max-delete", "-1", "--verify"), after)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -224,7 +234,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="100000,300000,1000000", help="tree sizes in objects, comma-separated")
     parser.add_argument("--server", choices=("rgw", "moto"), default="rgw")
     parser.add_argument("--deep-alone", action="store_true", help="also time verify --deep of the bucket alone")
+    parser.add_argument("--cache", choices=("as-left", "cold"), default="as-left",
+                        help="cold: drop the page cache before every timed phase (root only)")
     args = parser.parse_args()
+    if args.cache == "cold" and os.geteuid() != 0:
+        sys.exit("bench: --cache cold drops the page cache: run as root")
     if not Path("/usr/bin/aws").exists():
         sys.exit("bench: /usr/bin/aws missing; run bench/install-peers.sh")
     S3Server.kind = args.server
@@ -233,7 +247,7 @@ def main() -> int:
     by_size: dict[int, list[Row]] = {}
     for size in sizes:
         by_size[size] = []
-        run_size(size, work, by_size[size], args.deep_alone)
+        run_size(size, work, by_size[size], args.deep_alone, args.cache == "cold")
     lines = []
     for size, rows in by_size.items():
         print(f"\n{size:,} objects\n{table(rows)}")
@@ -242,7 +256,7 @@ def main() -> int:
     print("\n".join(lines))
     out = HERE / "results" / "window.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "server": args.server,
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "server": args.server, "cache": args.cache,
                                "rows": {str(size): [asdict(row) for row in rows] for size, rows in by_size.items()},
                                "targets": lines}, indent=2))
     print(f"\nwritten: {out}")

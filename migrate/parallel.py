@@ -16,11 +16,11 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import fields
 from operator import attrgetter
-from typing import IO
+from typing import IO, Any, Protocol
 
 from migrate.errors import StorageError
 from migrate.listing import _offer
@@ -43,7 +43,8 @@ DISK_BYTES_PER_ENTRY = 64
 
 def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, prefix: str = "",
                 on_problem: ProblemSink | None = None, hash_limit: int = 0,
-                spool_dir: str | None = None, on_link: LinkSink | None = None) -> Iterator[Entry]:
+                spool_dir: str | None = None, on_link: LinkSink | None = None,
+                walk_rest: RangesWalk | None = None) -> Iterator[Entry]:
     """A local tree's walk of ``ranges``, on ``threads`` threads only where that pays.
 
     Measured (bench/listing_bench.py, 200,000 files): a walk that waits on the disk (a cold page
@@ -56,6 +57,10 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
     CPU. On a local disk that count alone decides: a probe that read nothing from it did not wait
     on it, and a low share of CPU there is other threads holding the interpreter (verify lists
     the bucket on four while it walks).
+
+    ``walk_rest`` walks what is left after a probe that did not reach the end of its range (a
+    tree too large for the cost of starting it to show: ``migrate.walk_process.walk_elsewhere``
+    runs it in a process of its own); a smaller tree's rest is ``parallel_walk``'s here.
 
     Symbolic links the ranges followed are checked against each other at the end, as in
     ``parallel_walk``; those that pass go to ``on_link``.
@@ -82,9 +87,17 @@ def source_walk(storage: Storage, ranges: Sequence[KeyRange], threads: int, pref
     waited = read >= DISK_BYTES_PER_ENTRY * max(seen, 1) or (not counted and cpu < WAITING * wall)
     # What the probe left of the first range starts just after its last path (no string lies between).
     rest = [*([KeyRange(last + "\x00", ranges[0].end)] if last is not None else []), *ranges[1:]]
-    yield from parallel_walk(storage, rest, threads if waited else 1, prefix, on_problem, hash_limit, spool_dir,
-                             followed.add)
+    walk = walk_rest if walk_rest is not None and seen == PROBE else parallel_walk
+    yield from walk(storage, rest, threads if waited else 1, prefix, on_problem, hash_limit, spool_dir, followed.add)
     followed.settle(on_problem, on_link)
+
+
+class RangesWalk(Protocol):
+    """``parallel_walk``'s signature: a walk of contiguous ranges, in byte order."""
+
+    def __call__(self, storage: Storage, ranges: Sequence[KeyRange], threads: int, prefix: str = "",
+                 on_problem: ProblemSink | None = None, hash_limit: int = 0,
+                 spool_dir: str | None = None, on_link: LinkSink | None = None) -> Iterator[Entry]: ...
 
 
 def _disk_reads() -> int | None:
@@ -192,7 +205,7 @@ class _Lane:
             if self._closed:
                 return False
             if not self._reading:
-                packed = None if batch is None else [_PACK(entry) for entry in batch]
+                packed = None if batch is None else [pack(entry) for entry in batch]
                 try:
                     if self._spill is None:
                         self._spill = tempfile.TemporaryFile(prefix="regmig-range-", dir=self._spool_dir)
@@ -233,5 +246,6 @@ class _Lane:
                 self._spill.close()
 
 
-_PACK = attrgetter(*(field.name for field in fields(Entry)))
-"""An entry as the tuple of its fields in order: pickled several times faster than the object."""
+pack: Callable[[Entry], tuple[Any, ...]] = attrgetter(*(field.name for field in fields(Entry)))
+"""An entry as the tuple of its fields in order (``Entry(*fields)`` again): pickled several times
+faster than the object."""

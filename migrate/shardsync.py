@@ -30,6 +30,7 @@ from migrate.report import Report, Tally
 from migrate.shards import Shard
 from migrate.storage.base import Entry, Link, LinkSink, Storage
 from migrate.transfer import Copier, WorkerPool
+from migrate.walk_process import can_walk_elsewhere, walk_elsewhere
 
 UPLOAD_BATCH = 8
 """Small uploads per worker job: one thread hand-off per eight objects instead of one each, without
@@ -252,14 +253,16 @@ def _doubt(record: state.Record, previous: str | None) -> str | None:
 def shard_walk(storage: Storage, shard: Shard, on_problem: Callable[[str, str], None] | None = None,
                hash_limit: int = 0, on_link: LinkSink | None = None) -> Iterator[Entry]:
     """The shard's part of one side, in byte order: a local tree walked on threads where that pays
-    (``source_walk``), an object store listed on ``LISTING_THREADS`` threads, cut at the
+    (``source_walk``), past its first entries in a process of its own when this is the program's
+    process (``walk_process``); an object store listed on ``LISTING_THREADS`` threads, cut at the
     repository names it holds (``cuts.listing_ranges``, looked up when the walk is first read).
     A local tree keeps the model's cuts: cut at names found, a range would start inside a
     repository's directory, which the walk opens by its full path, passing through a symbolic
     link it must report, or admit once (--follow-symlinks), instead."""
     if storage.is_local:
         yield from source_walk(storage, shard.split(SOURCE_THREADS), SOURCE_THREADS, on_problem=on_problem,
-                               hash_limit=hash_limit, on_link=on_link)
+                               hash_limit=hash_limit, on_link=on_link,
+                               walk_rest=walk_elsewhere if can_walk_elsewhere() else None)
     else:
         yield from parallel_walk(storage, listing_ranges(storage, shard, LISTING_THREADS * LISTING_THREADS,
                                                          LISTING_THREADS),
