@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import multiprocessing
+import pickle
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from migrate.errors import StorageError
 from migrate.parallel import pack, parallel_walk
-from migrate.storage.base import Entry, Link, LinkSink, ProblemSink, Storage
+from migrate.storage.base import Entry, Link, LinkSink, ProblemSink, Storage, report_problem
 from migrate.storage.ranges import KeyRange
 
 BATCH = 1000
@@ -70,9 +71,7 @@ def walk_elsewhere(storage: Storage, ranges: Sequence[KeyRange], threads: int, p
                 for fields in payload:
                     yield Entry(*fields)
             elif message is _Message.PROBLEM:
-                if on_problem is None:
-                    raise StorageError(f"{payload[0]}: {payload[1]}")
-                on_problem(*payload)
+                report_problem(on_problem, *payload)
             elif message is _Message.LINK:
                 if on_link is not None:
                     on_link(payload)
@@ -139,11 +138,10 @@ class _Channel:
     def fail(self, exc: BaseException) -> None:
         """The walk's error, to be raised in the pass; as a StorageError naming it when it cannot travel."""
         try:
-            try:
-                self.send(_Message.FAILED, exc)
-            except _Closed:
-                raise
-            except Exception:
-                self.send(_Message.FAILED, StorageError(f"the walk failed: {type(exc).__name__}: {exc}"))
+            pickle.dumps(exc)
+        except Exception:
+            exc = StorageError(f"the walk failed: {type(exc).__name__}: {exc}")
+        try:
+            self.send(_Message.FAILED, exc)
         except _Closed:
-            pass
+            pass  # the pass stopped reading: nobody to tell
