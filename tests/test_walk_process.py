@@ -8,6 +8,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,27 @@ def test_an_error_in_the_child_is_raised_here(tmp_path: Path) -> None:
     storage = links_tree(tmp_path / "root", 3000)
     with pytest.raises(StorageError, match="cannot keep a listing ahead of its turn in .*missing"):
         list(walk_elsewhere(storage, WHOLE.split(8), 4, spool_dir=str(tmp_path / "missing")))
+
+
+class Unsendable(Exception):
+    """An error that cannot be pickled: it holds a lock."""
+
+    def __init__(self) -> None:
+        super().__init__("the disk said no")
+        self.lock = threading.Lock()
+
+
+class FailingStorage(FilesystemStorage):
+    """A tree whose walk fails with an error that cannot cross the pipe."""
+
+    def walk(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        raise Unsendable()
+
+
+def test_an_error_that_cannot_cross_the_pipe_is_raised_here_by_its_name(tmp_path: Path) -> None:
+    links_tree(tmp_path / "root", 10)
+    with pytest.raises(StorageError, match="the walk failed: Unsendable: the disk said no"):
+        list(walk_elsewhere(FailingStorage(str(tmp_path / "root")), WHOLE.split(2), 1))
 
 
 def test_a_child_that_dies_is_an_error_not_the_end_of_the_walk(tmp_path: Path) -> None:
