@@ -35,7 +35,8 @@ bench: test-deps
 		--large-blob-size 64MiB
 
 # The read-only window (final pass + proof) against the documented recipe at three tree sizes:
-# about 80 minutes here, most of it filling the bucket with a million objects.
+# about 80 minutes here, most of it filling the bucket with a million objects. CACHE=cold drops
+# the page cache before every timed phase (root), CACHE=warm reads the whole tree before each.
 SIZES ?= 100000,300000,1000000
 CACHE ?= as-left
 bench-window: test-deps
