@@ -158,7 +158,8 @@ def shell(command: str) -> list[str]:
 def warm_cache(tree: Path) -> None:
     """The tree read once whole, so the next phase finds it in the page cache. Piped, not
     written to /dev/null, which GNU tar recognises and then reads no file's content."""
-    subprocess.run(shell(f"tar -C {shlex.quote(str(tree.parent))} -cf - {shlex.quote(tree.name)} | wc -c > /dev/null"), check=True)
+    archive = f"tar -C {shlex.quote(str(tree.parent))} -cf - {shlex.quote(tree.name)}"
+    subprocess.run(shell(f"{archive} | wc -c > /dev/null"), check=True)
 
 
 def run_size(size: int, work: Path, rows: list[Row], deep_alone: bool, cache: str) -> None:
